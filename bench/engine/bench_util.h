@@ -1,0 +1,45 @@
+// Shared pieces of the engine benchmarks: input caching, the "validate once" guard, and the
+// list of (ours, baseline) pairs whose median ratio the custom main prints at the end.
+//
+// Every benchmark checks its result against an independent reference once, on the same shape,
+// before its first timing loop; a mismatch ends it with state.SkipWithError and no timing.
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "engine/ops.h"
+
+namespace arq::bench {
+
+// A benchmark of ours compared with a baseline measured in the same run, on one counter
+// (e.g. "GFLOP/s" or "GB/s"): ratio = median(ours) / median(baseline).
+struct RatioPair {
+  std::string ours;      // benchmark name, e.g. "matmul/f32/2048x2048x2048"
+  std::string baseline;  // e.g. "raw_sgemm/2048x2048x2048"
+  std::string counter;
+  double target = 0;     // 0 when the issue sets no target for this pair
+};
+std::vector<RatioPair>& ratio_pairs();
+
+// Tensors built once per process and shared by every repetition (random inputs of 64 MiB take
+// longer to make than to time).
+Tensor cached(const std::string& key, const std::function<Tensor()>& make);
+
+// Runs `check` the first time `name` asks; returns the error message (empty when it passed),
+// remembered for later calls so a failed benchmark fails every repetition without re-checking.
+const std::string& validate_once(const std::string& name, const std::function<std::string()>& check);
+
+// Counter reported as a rate: `per_iteration` units per iteration, divided by the elapsed time.
+inline benchmark::Counter rate(double per_iteration) {
+  return benchmark::Counter(per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void register_matmul_benchmarks();
+void register_elementwise_benchmarks();
+
+}  // namespace arq::bench
