@@ -1,81 +1,31 @@
-// ar-quant command line. Thin: parses flags, calls the library, prints.
-#include <chrono>
-#include <cmath>
+// ar-quant command line. Thin: picks the subcommand, reports errors; the work is in the library.
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
 
+#include "apps/commands.h"
 #include "arq_config.h"
-#include "engine/ops.h"
+#include "engine/error.h"
 
 namespace {
 
-const char* kUsage = R"(ar-quant )" ARQ_VERSION R"( — SignRound (AutoRound) quantization for LLMs, in C++
+struct Command {
+  const char* name;
+  const char* summary;
+  int (*run)(const arq::app::Args&);
+};
 
-usage: ar-quant <command> [options]
+const Command kCommands[] = {
+    {"selftest", "run one matmul on every available device and print the compiled backends", arq::app::cmd_selftest},
+};
 
-commands:
-  selftest      run one matmul on every available device and print the compiled backends
-  --version     print the version
-  --help        print this help
-
-environment:
-  ARQ_NUM_THREADS   CPU threads used by kernels (default: all cores)
-)";
-
-// A 64x96 · 96x80 product checked against a plain double loop on the same inputs.
-double matmul_check(arq::Device dev, double* seconds) {
-  using namespace arq;
-  const int64_t m = 64, k = 96, n = 80;
-  Tensor a = rand_normal({m, k}, 1), b = rand_normal({k, n}, 2);
-  const auto t0 = std::chrono::steady_clock::now();
-  Tensor c = matmul(a.to(dev), b.to(dev)).to(Device::cpu());
-  *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::vector<double> av = to_vector(a), bv = to_vector(b), cv = to_vector(c);
-  double max_rel = 0;
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      double ref = 0, mag = 0;
-      for (int64_t p = 0; p < k; ++p) {
-        ref += av[i * k + p] * bv[p * n + j];
-        mag += std::fabs(av[i * k + p] * bv[p * n + j]);
-      }
-      max_rel = std::max(max_rel, std::fabs(cv[i * n + j] - ref) / (mag + 1e-30));
-    }
-  return max_rel;
-}
-
-int selftest() {
-  using namespace arq;
-  std::printf("ar-quant %s selftest\n", ARQ_VERSION);
-  std::printf("backends compiled in: cpu (%s)%s\n", ARQ_HAVE_ONEDNN ? "oneDNN" : "Eigen",
-              cuda_compiled() ? ", cuda (cuBLAS)" : "");
-  std::printf("cpu threads: %d\n", num_threads());
-  bool ok = true;
-  // f32 accumulation error is bounded by about k·eps relative to Σ|a·b| (k = 96, eps = 2^-24);
-  // TF32 is off, so the same bound holds on CUDA.
-  const double tol = 96 * 6e-8 * 4;
-  std::vector<Device> devices = {Device::cpu()};
-  const int ncuda = cuda_device_count();
-  for (int i = 0; i < ncuda; ++i) devices.push_back(Device::cuda(i));
-  if (cuda_compiled() && ncuda == 0) std::printf("cuda: compiled in, but no GPU is visible — skipped\n");
-  for (const Device& d : devices) {
-    double secs = 0;
-    try {
-      const double err = matmul_check(d, &secs);
-      const bool pass = err <= tol;
-      ok = ok && pass;
-      std::string name = d.is_cuda() ? " (" + cuda_device_name(d.index) + ")" : "";
-      std::printf("matmul f32 [64,96]x[96,80] on %s%s: max rel error %.2e (tol %.1e) %s, %.3f ms\n", d.str().c_str(),
-                  name.c_str(), err, tol, pass ? "ok" : "FAILED", secs * 1e3);
-    } catch (const Error& e) {
-      ok = false;
-      std::printf("matmul on %s: FAILED: %s\n", d.str().c_str(), e.what());
-    }
-  }
-  std::printf("selftest %s\n", ok ? "passed" : "FAILED");
-  return ok ? 0 : 1;
+void print_usage(FILE* f) {
+  std::fprintf(f, "ar-quant %s — SignRound (AutoRound) quantization for LLMs, in C++\n\n", ARQ_VERSION);
+  std::fprintf(f, "usage: ar-quant <command> [flags]     (ar-quant <command> --help for its flags)\n\ncommands:\n");
+  for (const Command& c : kCommands) std::fprintf(f, "  %-14s %s\n", c.name, c.summary);
+  std::fprintf(f, "  %-14s %s\n  %-14s %s\n", "--version", "print the version", "--help", "print this help");
+  std::fprintf(f, "\nenvironment:\n  ARQ_NUM_THREADS  CPU threads used by kernels (default: all cores)\n");
 }
 
 }  // namespace
@@ -83,19 +33,31 @@ int selftest() {
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
-    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
-      std::fputs(kUsage, stdout);
-      return args.empty() ? 2 : 0;
+    if (args.empty()) {
+      print_usage(stderr);
+      return 2;
+    }
+    if (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+      print_usage(stdout);
+      return 0;
     }
     if (args[0] == "--version" || args[0] == "version") {
       std::printf("ar-quant %s\n", ARQ_VERSION);
       return 0;
     }
-    if (args[0] == "selftest") return selftest();
+    for (const Command& c : kCommands) {
+      if (args[0] == c.name) return c.run(std::vector<std::string>(args.begin() + 1, args.end()));
+    }
     std::fprintf(stderr, "ar-quant: unknown command '%s' (see ar-quant --help)\n", args[0].c_str());
+    return 2;
+  } catch (const arq::UsageError& e) {
+    std::fprintf(stderr, "ar-quant: %s\n", e.what());
     return 2;
   } catch (const arq::Error& e) {
     std::fprintf(stderr, "ar-quant: error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "ar-quant: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "ar-quant: internal error: %s\n", e.what());
