@@ -1,0 +1,212 @@
+#include "io/tokenizer_spm_score.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <queue>
+
+#include "engine/error.h"
+#include "io/unicode.h"
+
+namespace arq::io {
+
+namespace {
+
+constexpr int32_t kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5, kByte = 6;
+const std::string kSpace = "\xE2\x96\x81";  // U+2581 "▁"
+
+}  // namespace
+
+SpmScoreTokenizer::SpmScoreTokenizer(const GgufVocab& v)
+    : tokens_(v.tokens), scores_(v.scores), types_(v.token_types), add_space_prefix_(v.add_space_prefix.value_or(true)) {
+  const std::string src = "GGUF vocabulary (tokenizer.ggml.model = \"" + v.model + "\")";
+  ARQ_CHECK(!tokens_.empty(), IoError, src, ": tokenizer.ggml.tokens is empty");
+  ARQ_CHECK(scores_.size() == tokens_.size(), IoError, src, ": tokenizer.ggml.scores has ", scores_.size(),
+            " entries for ", tokens_.size(), " tokens (SPM merges need a score per piece)");
+  if (types_.empty()) types_.assign(tokens_.size(), kNormal);
+  ARQ_CHECK(types_.size() == tokens_.size(), IoError, src, ": tokenizer.ggml.token_type has ", types_.size(),
+            " entries for ", tokens_.size(), " tokens");
+  std::fill(std::begin(byte_id_), std::end(byte_id_), -1);
+  for (size_t i = 0; i < tokens_.size(); ++i) {
+    const int32_t id = static_cast<int32_t>(i);
+    const std::string& t = tokens_[i];
+    piece_id_.emplace(t, id);
+    if (types_[i] == kControl && !t.empty()) controls_.emplace_back(t, id);
+    if (types_[i] == kUserDefined && !t.empty()) user_defined_.push_back(t);
+    unsigned b = 0;
+    if (types_[i] == kByte && t.size() == 6 && std::sscanf(t.c_str(), "<0x%2X>", &b) == 1) byte_id_[b] = id;
+  }
+  std::stable_sort(controls_.begin(), controls_.end(),
+                   [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  std::stable_sort(user_defined_.begin(), user_defined_.end(),
+                   [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  special_.bos = v.bos;
+  special_.eos = v.eos;
+  special_.unk = v.unk;
+  special_.pad = v.pad;
+  if (v.eos >= 0) special_.eos_ids.push_back(v.eos);
+  if (v.eot >= 0 && v.eot != v.eos) special_.eos_ids.push_back(v.eot);
+  special_.add_bos = v.add_bos.value_or(true) && v.bos >= 0;  // llama.cpp's SPM default
+  special_.add_eos = v.add_eos.value_or(false) && v.eos >= 0;
+}
+
+std::string SpmScoreTokenizer::id_to_piece(int32_t id) const {
+  ARQ_CHECK(id >= 0 && id < vocab_size(), Error, "SPM vocabulary: token id ", id, " out of range [0, ", vocab_size(), ")");
+  return tokens_[static_cast<size_t>(id)];
+}
+
+int32_t SpmScoreTokenizer::piece_to_id(std::string_view piece) const {
+  auto it = piece_id_.find(std::string(piece));
+  return it == piece_id_.end() ? -1 : it->second;
+}
+
+void SpmScoreTokenizer::emit_piece(const std::string& piece, std::vector<int32_t>& out) const {
+  auto it = piece_id_.find(piece);
+  if (it != piece_id_.end() && types_[static_cast<size_t>(it->second)] != kUnknown &&
+      types_[static_cast<size_t>(it->second)] != kControl) {
+    out.push_back(it->second);
+    return;
+  }
+  for (unsigned char c : piece) {
+    if (byte_id_[c] >= 0) {
+      out.push_back(byte_id_[c]);
+    } else {
+      // No byte pieces: one <unk> for the whole symbol, as sentencepiece does.
+      ARQ_CHECK(special_.unk >= 0, Error, "SPM vocabulary has neither byte pieces nor <unk> for \"", piece, "\"");
+      out.push_back(special_.unk);
+      return;
+    }
+  }
+}
+
+void SpmScoreTokenizer::encode_segment(std::string_view text, std::vector<int32_t>& out) const {
+  if (text.empty()) return;
+  std::string norm;
+  norm.reserve(text.size() + 3 * 8);
+  if (add_space_prefix_) norm += kSpace;
+  for (char c : text) {
+    if (c == ' ') norm += kSpace;
+    else norm.push_back(c);
+  }
+  // Symbols are byte ranges of `norm`; `left`/`right` record the merge tree for UNUSED pieces.
+  struct Sym { size_t b, e; int32_t prev, next; int32_t left = -1, right = -1; bool alive = true; };
+  std::vector<Sym> sym;
+  for (size_t i = 0; i < norm.size();) {
+    size_t len = 0;
+    for (const std::string& u : user_defined_)
+      if (norm.compare(i, u.size(), u) == 0) { len = u.size(); break; }
+    if (len == 0) len = unicode::utf8_len_at(norm, i);
+    const int32_t n = static_cast<int32_t>(sym.size());
+    sym.push_back({i, i + len, n - 1, n + 1});
+    i += len;
+  }
+  sym.back().next = -1;
+
+  struct Cand { float score; int32_t left, right; size_t len; };
+  auto worse = [](const Cand& a, const Cand& b) { return a.score != b.score ? a.score < b.score : a.left > b.left; };
+  std::priority_queue<Cand, std::vector<Cand>, decltype(worse)> heap(worse);
+  auto mergeable = [&](int32_t t) {
+    const int32_t ty = types_[static_cast<size_t>(t)];
+    return ty == kNormal || ty == kUserDefined || ty == kUnused;
+  };
+  auto push = [&](int32_t l) {
+    if (l < 0) return;
+    const int32_t r = sym[static_cast<size_t>(l)].next;
+    if (r < 0) return;
+    const size_t b = sym[static_cast<size_t>(l)].b, e = sym[static_cast<size_t>(r)].e;
+    auto it = piece_id_.find(norm.substr(b, e - b));
+    if (it == piece_id_.end() || !mergeable(it->second)) return;
+    heap.push({scores_[static_cast<size_t>(it->second)], l, r, e - b});
+  };
+  for (int32_t i = 0; i + 1 < static_cast<int32_t>(sym.size()); ++i) push(i);
+  while (!heap.empty()) {
+    const Cand c = heap.top();
+    heap.pop();
+    Sym& a = sym[static_cast<size_t>(c.left)];
+    if (!a.alive || a.next != c.right) continue;
+    Sym& b = sym[static_cast<size_t>(c.right)];
+    if (!b.alive || b.e - a.b != c.len) continue;  // a side grew since this pair was seen
+    // Keep the halves as new nodes so an UNUSED result can be split again.
+    const int32_t lh = static_cast<int32_t>(sym.size());
+    sym.push_back({a.b, a.e, -1, -1, a.left, a.right, false});
+    const int32_t rh = static_cast<int32_t>(sym.size());
+    sym.push_back({b.b, b.e, -1, -1, b.left, b.right, false});
+    Sym& a2 = sym[static_cast<size_t>(c.left)];  // push_back may have moved the vector
+    Sym& b2 = sym[static_cast<size_t>(c.right)];
+    a2.e = b2.e;
+    a2.left = lh;
+    a2.right = rh;
+    a2.next = b2.next;
+    if (b2.next >= 0) sym[static_cast<size_t>(b2.next)].prev = c.left;
+    b2.alive = false;
+    push(a2.prev);
+    push(c.left);
+  }
+  // Resegment UNUSED pieces into their halves, recursively, then map to ids.
+  auto emit = [&](auto&& self, int32_t s) -> void {
+    const Sym& x = sym[static_cast<size_t>(s)];
+    const std::string piece = norm.substr(x.b, x.e - x.b);
+    auto it = piece_id_.find(piece);
+    if (it != piece_id_.end() && types_[static_cast<size_t>(it->second)] == kUnused && x.left >= 0) {
+      self(self, x.left);
+      self(self, x.right);
+      return;
+    }
+    emit_piece(piece, out);
+  };
+  for (int32_t s = 0; s >= 0; s = sym[static_cast<size_t>(s)].next) emit(emit, s);
+}
+
+void SpmScoreTokenizer::encode_text(std::string_view text, bool parse_special, std::vector<int32_t>& out) const {
+  if (!parse_special || controls_.empty()) {
+    encode_segment(text, out);
+    return;
+  }
+  size_t start = 0;
+  for (size_t i = 0; i < text.size();) {
+    bool hit = false;
+    for (const auto& [piece, id] : controls_) {
+      if (text.compare(i, piece.size(), piece) == 0) {
+        encode_segment(text.substr(start, i - start), out);
+        out.push_back(id);
+        i += piece.size();
+        start = i;
+        hit = true;
+        break;
+      }
+    }
+    if (!hit) ++i;
+  }
+  encode_segment(text.substr(start), out);
+}
+
+std::string SpmScoreTokenizer::decode(std::span<const int32_t> ids, bool skip_special) const {
+  std::string out, run;
+  auto flush = [&]() {
+    std::string s;
+    for (size_t i = 0; i < run.size();) {
+      if (run.compare(i, kSpace.size(), kSpace) == 0) { s.push_back(' '); i += kSpace.size(); }
+      else s.push_back(run[i++]);
+    }
+    // The dummy prefix of the first piece is not part of the text.
+    if (add_space_prefix_ && !s.empty() && s[0] == ' ') s.erase(0, 1);
+    out += s;
+    run.clear();
+  };
+  for (int32_t id : ids) {
+    const std::string p = id_to_piece(id);  // range-checked
+    const int32_t ty = types_[static_cast<size_t>(id)];
+    if (ty == kControl) {
+      flush();
+      if (!skip_special) out += p;
+    } else if (ty == kByte) {
+      unsigned b = 0;
+      if (std::sscanf(p.c_str(), "<0x%2X>", &b) == 1) run.push_back(static_cast<char>(b));
+    } else {
+      run += p;
+    }
+  }
+  flush();
+  return out;
+}
+
+}  // namespace arq::io
