@@ -166,12 +166,14 @@ JsonValue from_simdjson(const simdjson::dom::element& e) {
     case element_type::STRING: return JsonValue(std::string(e.get_string().value_unsafe()));
     case element_type::ARRAY: {
       JsonValue a = JsonValue::array();
-      for (simdjson::dom::element x : e.get_array().value_unsafe()) a.push(from_simdjson(x));
+      const simdjson::dom::array arr = e.get_array().value_unsafe();   // a named copy: no dangling temporary
+      for (simdjson::dom::element x : arr) a.push(from_simdjson(x));
       return a;
     }
     case element_type::OBJECT: {
       JsonValue o = JsonValue::object();
-      for (simdjson::dom::key_value_pair kv : e.get_object().value_unsafe())
+      const simdjson::dom::object obj = e.get_object().value_unsafe();
+      for (simdjson::dom::key_value_pair kv : obj)
         o.set(std::string(kv.key), from_simdjson(kv.value));
       return o;
     }
