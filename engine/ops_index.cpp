@@ -26,7 +26,12 @@ Tensor index_select(const Tensor& x, int64_t dim, const Tensor& index) {
 Tensor embedding(const Tensor& table, const Tensor& ids) {
   ARQ_CHECK(table.dim() == 2, ShapeError, "[embedding] table must be [vocab, dim], got ", table.str());
   check_index("embedding", ids, table);
-  Tensor flat = index_select(table, 0, ids.reshape({ids.numel()}));
+  Tensor flat;
+  try {
+    flat = index_select(table, 0, ids.reshape({ids.numel()}));
+  } catch (const ShapeError& e) {  // an id out of range: say which op and table
+    throw ShapeError(cat("[embedding] table ", table.str(), " ids ", ids.str(), ": ", e.what()));
+  }
   Shape shape = ids.shape();
   shape.push_back(table.size(1));
   return flat.view(shape);
@@ -93,7 +98,7 @@ std::pair<Tensor, Tensor> topk(const Tensor& x, int64_t k) {
   shape.back() = k;
   Tensor values = Tensor::empty(shape, x.dtype(), x.device());
   Tensor indices = Tensor::empty(shape, DType::i64, x.device());
-  backend_for(x.device()).topk(x, k, values, indices);
+  if (values.numel() > 0) backend_for(x.device()).topk(x, k, values, indices);  // k = 0 or no rows: nothing to do
   return {values, indices};
 }
 

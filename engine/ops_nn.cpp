@@ -55,7 +55,7 @@ static Tensor softmax_impl(const Tensor& x, int64_t axis, bool log) {
   const bool last = ax == x.dim() - 1;
   Tensor xin = last ? x : x.transpose(ax, -1);
   Tensor out = Tensor::empty(xin.shape(), x.dtype(), x.device());
-  backend_for(x.device()).softmax(xin, out, log);
+  if (out.numel() > 0) backend_for(x.device()).softmax(xin, out, log);  // kernels see no empty rows
   return last ? out : out.transpose(ax, -1).contiguous();
 }
 
@@ -70,7 +70,7 @@ Tensor rms_norm(const Tensor& x, const Tensor& weight, double eps) {
   ARQ_CHECK(is_floating(x.dtype()) && x.dtype() == weight.dtype(), DTypeError,
             "[rms_norm] needs matching floating dtypes, got ", x.str(), " and ", weight.str());
   Tensor out = Tensor::empty(x.shape(), x.dtype(), x.device());
-  backend_for(x.device()).rms_norm(x, weight, eps, out);
+  if (out.numel() > 0) backend_for(x.device()).rms_norm(x, weight, eps, out);  // kernels see no empty rows
   return out;
 }
 

@@ -1,4 +1,6 @@
 // Reductions over one axis.
+#include <limits>
+
 #include "engine/ops.h"
 
 namespace arq {
@@ -15,7 +17,12 @@ Tensor reduce(ReduceOp op, const Tensor& x, int64_t axis, bool keepdim) {
   Shape kshape = x.shape();
   kshape[ax] = 1;
   Tensor out = Tensor::empty(kshape, op == ReduceOp::argmax ? DType::i64 : x.dtype(), x.device());
-  backend_for(x.device()).reduce(op, x, ax, out);
+  if (x.size(ax) == 0) {
+    // An empty sum is 0 and an empty mean 0/0 = NaN; kernels never see a zero-length axis.
+    fill_(out, op == ReduceOp::mean ? std::numeric_limits<double>::quiet_NaN() : 0.0);
+  } else if (out.numel() > 0) {
+    backend_for(x.device()).reduce(op, x, ax, out);
+  }
   return keepdim ? out : out.squeeze(ax);
 }
 
