@@ -5,6 +5,7 @@
 #include <mutex>
 #include <vector>
 
+#include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace arq::cuda {
@@ -24,6 +25,7 @@ class CachingAllocator final : public Allocator {
       p = it->second.back();
       it->second.pop_back();
       cached_ -= size;
+      ++hits_;
     } else {
       cudaError_t e = cudaMalloc(&p, size);
       if (e == cudaErrorMemoryAllocation) {
@@ -37,6 +39,7 @@ class CachingAllocator final : public Allocator {
                               " bytes in use, peak ", peak_, ")"));
       }
       device_of_[p] = dev;
+      ++mallocs_;
     }
     in_use_ += size;
     if (in_use_ > peak_) peak_ = in_use_;
@@ -55,9 +58,19 @@ class CachingAllocator final : public Allocator {
   size_t peak_bytes() const override { return peak_; }
   void reset_peak() override { peak_ = in_use_; }
 
+  AllocatorStats stats() {
+    std::lock_guard<std::mutex> g(m_);
+    return AllocatorStats{in_use_, peak_, cached_, mallocs_, hits_};
+  }
+  void empty_cache() {
+    std::lock_guard<std::mutex> g(m_);
+    release_cache_locked();
+  }
+
  private:
   // Small sizes round to 512 B; large ones to 2 MiB, so similar activations share blocks.
   static size_t round_size(size_t n) {
+    if (n == 0) return 512;  // a real (tiny) block, so an empty tensor still has a unique pointer
     if (n < (1u << 20)) return (n + 511) / 512 * 512;
     return (n + (2u << 20) - 1) / (2u << 20) * (2u << 20);
   }
@@ -78,17 +91,22 @@ class CachingAllocator final : public Allocator {
   std::map<int, std::map<size_t, std::vector<void*>>> free_;
   std::map<void*, int> device_of_;
   size_t in_use_ = 0, peak_ = 0, cached_ = 0;
+  uint64_t mallocs_ = 0, hits_ = 0;
 };
 
-}  // namespace
-
-void init_allocator() {
+CachingAllocator& the_allocator() {
   static CachingAllocator* a = [] {
-    auto* p = new CachingAllocator();
+    auto* p = new CachingAllocator();  // never destroyed: storages may outlive static teardown
     set_allocator(DeviceType::cuda, p);
     return p;
   }();
-  (void)a;
+  return *a;
 }
+
+}  // namespace
+
+void init_allocator() { (void)the_allocator(); }
+AllocatorStats allocator_stats() { return the_allocator().stats(); }
+void empty_cache() { the_allocator().empty_cache(); }
 
 }  // namespace arq::cuda

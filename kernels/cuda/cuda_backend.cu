@@ -1,8 +1,10 @@
-// The CUDA Backend. Ops without a CUDA kernel yet answer UnsupportedError, naming the op, so
-// callers (and the table-driven CUDA tests) can tell "not yet" from "wrong".
+// The CUDA Backend: every method of engine/backend.h, each forwarding to its op-family file.
+// All work of a device runs on one non-blocking stream, so buffers the caching allocator hands
+// back are reused in stream order; host reads (Tensor::to(cpu)) synchronize that stream.
 #include <mutex>
 #include <vector>
 
+#include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/cuda_common.cuh"
 
 namespace arq {
@@ -38,33 +40,38 @@ PerDevice& per_device(const Device& d) {
 
 cudaStream_t stream_for(const Device& d) { return per_device(d).stream; }
 cublasHandle_t cublas_for(const Device& d) { return per_device(d).cublas; }
+void* stream_handle(int device) { return static_cast<void*>(stream_for(Device::cuda(device))); }
 
 }  // namespace cuda
 
 namespace {
-
-[[noreturn]] void not_yet(const char* op) {
-  throw UnsupportedError(cat(op, ": not implemented on cuda yet"));
-}
 
 class CudaBackend final : public Backend {
  public:
   const char* name() const override { return "cuda"; }
   void copy(const Tensor& src, Tensor& dst) override { cuda::copy(src, dst); }
   void fill(Tensor& dst, double value) override { cuda::fill(dst, value); }
-  void unary(UnaryOp op, const Tensor&, Tensor&, double, double) override { not_yet(unary_name(op)); }
-  void binary(BinaryOp op, const Tensor&, const Tensor&, Tensor&) override { not_yet(binary_name(op)); }
-  void where(const Tensor&, const Tensor&, const Tensor&, Tensor&) override { not_yet("where"); }
-  void reduce(ReduceOp op, const Tensor&, int64_t, Tensor&) override { not_yet(reduce_name(op)); }
+  void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) override { cuda::unary(op, x, out, p0, p1); }
+  void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) override { cuda::binary(op, a, b, out); }
+  void where(const Tensor& c, const Tensor& a, const Tensor& b, Tensor& out) override { cuda::where(c, a, b, out); }
+  void reduce(ReduceOp op, const Tensor& x, int64_t axis, Tensor& out) override { cuda::reduce(op, x, axis, out); }
   void matmul(const Tensor& a, const Tensor& b, Tensor& out) override { cuda::matmul(a, b, out); }
-  void softmax(const Tensor&, Tensor&, bool) override { not_yet("softmax"); }
-  void rms_norm(const Tensor&, const Tensor&, double, Tensor&) override { not_yet("rms_norm"); }
-  void rope(const Tensor&, const Tensor&, const Tensor&, RopeStyle, Tensor&) override { not_yet("rope"); }
-  void index_select(const Tensor&, int64_t, const Tensor&, Tensor&) override { not_yet("index_select"); }
-  void index_add(Tensor&, int64_t, const Tensor&, const Tensor&) override { not_yet("scatter_add"); }
-  void topk(const Tensor&, int64_t, Tensor&, Tensor&) override { not_yet("topk"); }
-  void arange(double, double, Tensor&) override { not_yet("arange"); }
-  void random(RandomKind, uint64_t, double, double, Tensor&) override { not_yet("random"); }
+  void softmax(const Tensor& x, Tensor& out, bool log) override { cuda::softmax(x, out, log); }
+  void rms_norm(const Tensor& x, const Tensor& w, double eps, Tensor& out) override { cuda::rms_norm(x, w, eps, out); }
+  void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style, Tensor& out) override {
+    cuda::rope(x, cos, sin, style, out);
+  }
+  void index_select(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out) override {
+    cuda::index_select(x, dim, index, out);
+  }
+  void index_add(Tensor& out, int64_t dim, const Tensor& index, const Tensor& src) override {
+    cuda::index_add(out, dim, index, src);
+  }
+  void topk(const Tensor& x, int64_t k, Tensor& values, Tensor& indices) override { cuda::topk(x, k, values, indices); }
+  void arange(double start, double step, Tensor& out) override { cuda::arange(start, step, out); }
+  void random(RandomKind kind, uint64_t seed, double a, double b, Tensor& out) override {
+    cuda::random(kind, seed, a, b, out);
+  }
   void synchronize() override { CUDA_CHECK(cudaDeviceSynchronize()); }
 };
 

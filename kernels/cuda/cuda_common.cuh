@@ -39,27 +39,31 @@ inline int blocks_for(int64_t n, int threads) {
   return static_cast<int>(b < 1 ? 1 : (b > 65535 * 8 ? 65535 * 8 : b));
 }
 
-// Strided element addressing for kernels: up to 8 dims, passed by value.
-struct StridedDesc {
-  int nd;
-  int64_t shape[8];
-  int64_t strides[8];
-};
-StridedDesc make_desc(const Tensor& t);
+// Strided addressing of kernel operands: Descs<N> / make_descs / offsets_of in cuda_device.cuh.
 
-__device__ __forceinline__ int64_t strided_offset(const StridedDesc& d, int64_t i) {
-  int64_t off = 0;
-  for (int k = d.nd - 1; k >= 0; --k) {
-    const int64_t s = d.shape[k];
-    off += (i % s) * d.strides[k];
-    i /= s;
-  }
-  return off;
-}
-
+// One function per Backend method (engine/backend.h), one file per op family.
 // cuda_elementwise.cu
 void copy(const Tensor& src, Tensor& dst);
 void fill(Tensor& dst, double value);
+// cuda_unary.cu
+void unary(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1);
+// cuda_binary.cu
+void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out);
+void where(const Tensor& cond, const Tensor& a, const Tensor& b, Tensor& out);
+// cuda_reduce.cu
+void reduce(ReduceOp op, const Tensor& x, int64_t axis, Tensor& out);
+// cuda_softmax_norm.cu
+void softmax(const Tensor& x, Tensor& out, bool log);
+void rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor& out);
+// cuda_rope.cu
+void rope(const Tensor& x, const Tensor& cos, const Tensor& sin, RopeStyle style, Tensor& out);
+// cuda_index.cu
+void index_select(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out);
+void index_add(Tensor& out, int64_t dim, const Tensor& index, const Tensor& src);
+void topk(const Tensor& x, int64_t k, Tensor& values, Tensor& indices);
+// cuda_random.cu
+void arange(double start, double step, Tensor& out);
+void random(RandomKind kind, uint64_t seed, double a, double b, Tensor& out);
 // cuda_gemm.cu
 void matmul(const Tensor& a, const Tensor& b, Tensor& out);
 void set_allow_tf32(bool allow);

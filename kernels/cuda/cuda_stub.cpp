@@ -1,5 +1,6 @@
 // Built without CUDA: every CUDA entry point answers with a clear error.
 #include "engine/backend.h"
+#include "kernels/cuda/cuda_api.h"
 
 namespace arq {
 namespace {
@@ -35,5 +36,11 @@ Backend& cuda_backend() {
 bool cuda_compiled() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_device_name(int) { return ""; }
+
+namespace cuda {
+AllocatorStats allocator_stats() { return {}; }
+void empty_cache() {}
+void* stream_handle(int) { return nullptr; }
+}  // namespace cuda
 
 }  // namespace arq

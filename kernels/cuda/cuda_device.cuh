@@ -1,0 +1,241 @@
+// Device-side helpers shared by the CUDA kernel files: element types, the compute type of each
+// dtype, conversions that round exactly like engine/dtype.h, IEEE arithmetic that nvcc may not
+// contract into FMAs, multi-operand strided addressing, and warp reductions.
+//
+// Every kernel mirrors its CPU twin in kernels/cpu/ operation by operation, so that results are
+// bit-identical where the CPU result is itself exactly rounded (copies, casts, + - * /, sqrt,
+// comparisons, rounding, gathers, scatters, RMSNorm's scaling) and within a few ulp where it
+// calls a libm function (exp, log, tanh, pow, which CUDA evaluates with ≤ 4 ulp error).
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "kernels/cuda/cuda_common.cuh"
+
+namespace arq::cuda {
+
+// ---- element and compute types ----------------------------------------------------------
+// Storage type on the device: Half/BFloat16 map to CUDA's own 16-bit types (same bits).
+template <class T> struct DevType { using type = T; };
+template <> struct DevType<Half> { using type = __half; };
+template <> struct DevType<BFloat16> { using type = __nv_bfloat16; };
+template <class T> using dev_t = typename DevType<T>::type;
+
+// The type kernels compute in, as kernels/cpu/strided.h's acc_t: f32 for f32/f16/bf16, f64 for
+// f64, i64 for every integer type.
+template <class T> struct DevAcc { using type = int64_t; };
+template <> struct DevAcc<float> { using type = float; };
+template <> struct DevAcc<__half> { using type = float; };
+template <> struct DevAcc<__nv_bfloat16> { using type = float; };
+template <> struct DevAcc<double> { using type = double; };
+template <class T> using acc_of = typename DevAcc<T>::type;
+template <class T> inline constexpr bool is_float_acc = std::is_floating_point_v<acc_of<T>>;
+
+// Widen to double / narrow to float like to_double / to_float in engine/dtype.h.
+template <class S> __device__ __forceinline__ double widen(S v) {
+  if constexpr (std::is_same_v<S, __half>) return __half2float(v);
+  else if constexpr (std::is_same_v<S, __nv_bfloat16>) return __bfloat162float(v);
+  else return static_cast<double>(v);
+}
+template <class S> __device__ __forceinline__ float narrow_f32(S v) {
+  if constexpr (std::is_same_v<S, __half>) return __half2float(v);
+  else if constexpr (std::is_same_v<S, __nv_bfloat16>) return __bfloat162float(v);
+  else return static_cast<float>(v);  // double and i64 -> f32 round to nearest even
+}
+
+template <class I> __device__ __forceinline__ I saturate(double v) {
+  if (v != v) return I(0);
+  const double lo = static_cast<double>(std::numeric_limits<I>::min());
+  const double hi = static_cast<double>(std::numeric_limits<I>::max());
+  if (v <= lo) return std::numeric_limits<I>::min();
+  if (v >= hi) return std::numeric_limits<I>::max();
+  return static_cast<I>(v);  // truncation toward zero
+}
+
+// convert<D>(S) with the rules of engine/dtype.h's Converter: round to nearest even, integers
+// truncate and saturate, and 16-bit targets round once from the source (no double rounding).
+template <class D, class S> __device__ __forceinline__ D dconvert(S v) {
+  if constexpr (std::is_same_v<D, S>) {
+    return v;
+  } else if constexpr (std::is_same_v<D, float>) {
+    return narrow_f32(v);
+  } else if constexpr (std::is_same_v<D, double>) {
+    return widen(v);
+  } else if constexpr (std::is_same_v<D, __half>) {
+    if constexpr (std::is_same_v<S, float>) return __float2half_rn(v);
+    else if constexpr (std::is_same_v<S, __nv_bfloat16>) return __float2half_rn(__bfloat162float(v));
+    else return __double2half(static_cast<double>(v));
+  } else if constexpr (std::is_same_v<D, __nv_bfloat16>) {
+    if constexpr (std::is_same_v<S, float>) return __float2bfloat16_rn(v);
+    else if constexpr (std::is_same_v<S, __half>) return __float2bfloat16_rn(__half2float(v));
+    else return __double2bfloat16(static_cast<double>(v));
+  } else {
+    return saturate<D>(widen(v));  // integer target (from an integer: exact below 2^53)
+  }
+}
+
+template <class T> __device__ __forceinline__ acc_of<T> load(T v) { return dconvert<acc_of<T>>(v); }
+template <class T, class C> __device__ __forceinline__ T store(C v) { return dconvert<T>(v); }
+
+template <class C> __device__ __forceinline__ bool is_nan(C v) {
+  if constexpr (std::is_floating_point_v<C>) return v != v;
+  else return false;
+}
+
+// IEEE round-to-nearest arithmetic that nvcc never fuses into an FMA, so that `a * b + c`
+// rounds twice as on the CPU (whose x86-64 baseline has no FMA).
+__device__ __forceinline__ float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+__device__ __forceinline__ double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+__device__ __forceinline__ float add_rn(float a, float b) { return __fadd_rn(a, b); }
+__device__ __forceinline__ double add_rn(double a, double b) { return __dadd_rn(a, b); }
+__device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+__device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+
+// ---- strided addressing of N operands over one iteration shape ------------------------------
+inline constexpr int kMaxDims = 8;
+
+template <int N>
+struct Descs {
+  int nd;
+  int64_t shape[kMaxDims];
+  int64_t strides[N][kMaxDims];
+  bool contiguous;  // every operand is dense row-major over `shape`: offset == linear index
+  bool small;       // numel < 2^31: coordinates by 32-bit multiply-shift division (below)
+  // Division by shape[d] as q = (umulhi(i, magic) + i) >> shift, exact for i < 2^31
+  // (Granlund & Montgomery; shift = ceil(log2 d), magic = 2^32·(2^shift − d)/d + 1).
+  uint32_t magic[kMaxDims];
+  uint32_t shift[kMaxDims];
+};
+
+// Coalesced layout of N operands that all have `shape` (as kernels/cpu/strided.h make_layout):
+// size-1 dims dropped, neighbours merged where every operand is contiguous across them.
+template <int N>
+Descs<N> make_descs(const Shape& shape, const std::array<const Tensor*, N>& ops) {
+  Descs<N> L{};
+  int nd = 0;
+  int64_t sh[32];
+  int64_t st[N][32];
+  ARQ_CHECK(shape.size() <= 32, UnsupportedError, "cuda kernels support at most 32 dims, got ", shape_str(shape));
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (nd > 0) {
+      bool merge = true;
+      for (int k = 0; k < N; ++k) merge = merge && st[k][nd - 1] == ops[k]->strides()[d] * shape[d];
+      if (merge) {
+        sh[nd - 1] *= shape[d];
+        for (int k = 0; k < N; ++k) st[k][nd - 1] = ops[k]->strides()[d];
+        continue;
+      }
+    }
+    sh[nd] = shape[d];
+    for (int k = 0; k < N; ++k) st[k][nd] = ops[k]->strides()[d];
+    ++nd;
+  }
+  if (nd == 0) {
+    nd = 1;
+    sh[0] = 1;
+    for (int k = 0; k < N; ++k) st[k][0] = 1;
+  }
+  ARQ_CHECK(nd <= kMaxDims, UnsupportedError, "cuda kernels support at most ", kMaxDims,
+            " non-mergeable dims, got shape ", shape_str(shape));
+  L.nd = nd;
+  L.contiguous = nd == 1;
+  for (int d = 0; d < nd; ++d) {
+    L.shape[d] = sh[d];
+    for (int k = 0; k < N; ++k) L.strides[k][d] = st[k][d];
+  }
+  for (int k = 0; k < N; ++k) L.contiguous = L.contiguous && st[k][0] == 1;
+  L.small = shape_numel(shape) < (int64_t{1} << 31);
+  for (int d = 0; d < nd && L.small; ++d) {
+    const uint64_t dv = static_cast<uint64_t>(sh[d]);
+    uint32_t l = 0;
+    while ((uint64_t{1} << l) < dv) ++l;
+    L.shift[d] = l;
+    L.magic[d] = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << l) - dv)) / dv + 1);
+  }
+  return L;
+}
+
+// Element offsets (in elements) of linear index i for every operand.
+template <int N>
+__device__ __forceinline__ void offsets_of(const Descs<N>& L, int64_t i, int64_t (&off)[N]) {
+  if (L.contiguous) {
+    for (int k = 0; k < N; ++k) off[k] = i;
+    return;
+  }
+  for (int k = 0; k < N; ++k) off[k] = 0;
+  if (L.small) {
+    uint32_t j = static_cast<uint32_t>(i);
+    for (int d = L.nd - 1; d >= 0; --d) {
+      const uint32_t q = static_cast<uint32_t>((static_cast<uint64_t>(__umulhi(j, L.magic[d])) + j) >> L.shift[d]);
+      const uint32_t c = j - q * static_cast<uint32_t>(L.shape[d]);
+      j = q;
+      for (int k = 0; k < N; ++k) off[k] += static_cast<int64_t>(c) * L.strides[k][d];
+    }
+    return;
+  }
+  for (int d = L.nd - 1; d >= 0; --d) {
+    const int64_t s = L.shape[d];
+    const int64_t c = i % s;
+    i /= s;
+    for (int k = 0; k < N; ++k) off[k] += c * L.strides[k][d];
+  }
+}
+
+// V consecutive elements moved as one aligned load/store (16 bytes for the widest operand):
+// contiguous elementwise kernels use it when every pointer is aligned, which a fresh allocation
+// always is.
+template <class T, int V>
+struct alignas(sizeof(T) * V) Vec {
+  T v[V];
+};
+inline bool aligned_to(const void* p, size_t bytes) { return reinterpret_cast<uintptr_t>(p) % bytes == 0; }
+
+#define ARQ_GRID_STRIDE(i, n)                                                                 \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); \
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+inline constexpr int kThreads = 256;
+
+// ---- warp / block reductions ------------------------------------------------------------
+template <class C> __device__ __forceinline__ C warp_sum(C v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+// NaN-ignoring max, like the CPU softmax's `buf[j] > m ? buf[j] : m`.
+template <class C> __device__ __forceinline__ C warp_max(C v) {
+  for (int o = 16; o > 0; o >>= 1) {
+    const C w = __shfl_xor_sync(0xffffffffu, v, o);
+    v = w > v ? w : v;
+  }
+  return v;
+}
+
+// Sum/max over a whole block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.
+// `scratch` holds 32 values of C in shared memory.
+template <class C> __device__ C block_sum(C v, C* scratch) {
+  v = warp_sum(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nw ? scratch[lane] : C(0);
+  return warp_sum(v);
+}
+template <class C> __device__ C block_max(C v, C* scratch, C lowest) {
+  v = warp_max(v);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  __syncthreads();
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  v = lane < nw ? scratch[lane] : lowest;
+  return warp_max(v);
+}
+
+}  // namespace arq::cuda
