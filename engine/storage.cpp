@@ -111,8 +111,9 @@ class CpuAllocator final : public Allocator {
 };
 
 CpuAllocator& cpu_allocator() {
-  static CpuAllocator a;
-  return a;
+  // Never destroyed: tensors held in other statics may be freed after it would be.
+  static CpuAllocator* a = new CpuAllocator;
+  return *a;
 }
 
 Allocator* g_cuda_allocator = nullptr;

@@ -6,8 +6,13 @@
 // Random interleaving shuffles the repetitions of all benchmarks, so a burst of load from other
 // processes spreads over ours and the baseline alike instead of landing on one of them.
 // After the run a summary prints, for each (ours, baseline) pair, the ratio of the medians
-// and the spread (coefficient of variation of the time) of both.
+// and the spread (coefficient of variation of the time) of both; then the target pairs are
+// timed once more alternately, call by call (ARQ_BENCH_PAIRED_S seconds each, default 3,
+// 0 to skip), which cancels most of the load drift of a shared machine.
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <mutex>
 #include <string>
@@ -45,7 +50,7 @@ namespace {
 
 struct Stats {
   std::map<std::string, double> median_counters;
-  double median_time = 0;  // seconds... in the benchmark's time unit
+  double median_time = 0;  // in the benchmark's time unit
   double cv_time = -1;     // fraction; -1 when there were no repetitions
   std::string error;
 };
@@ -55,7 +60,7 @@ class CollectingReporter : public benchmark::ConsoleReporter {
  public:
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
-      Stats& s = stats[r.run_name.str()];
+      Stats& s = stats[r.run_name.function_name];  // the registered name, without "/real_time"
       if (r.error_occurred) s.error = r.error_message;
       const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
       const bool single = r.run_type == Run::RT_Iteration && r.repetitions <= 1;
@@ -63,7 +68,7 @@ class CollectingReporter : public benchmark::ConsoleReporter {
         s.median_time = r.GetAdjustedRealTime();
         for (const auto& [k, c] : r.counters) s.median_counters[k] = c.value;
       }
-      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "cv") s.cv_time = r.GetAdjustedRealTime();
+      if (r.run_type == Run::RT_Aggregate && r.aggregate_name == "cv") s.cv_time = r.real_accumulated_time;
     }
     ConsoleReporter::ReportRuns(runs);
   }
@@ -75,6 +80,63 @@ std::string cv_str(const Stats& s) {
   char b[32];
   std::snprintf(b, sizeof b, "%5.1f%%", 100 * s.cv_time);
   return b;
+}
+
+double seconds_of(const std::function<void()>& f) {
+  const auto t0 = std::chrono::steady_clock::now();
+  f();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Alternating measurement of the pairs that carry functions and whose benchmarks ran cleanly:
+// rounds of (ours, baseline) calls, the order flipped every round, for about `budget_s`
+// seconds per pair (at least 7 rounds, at most 101).
+void print_paired(const CollectingReporter& rep, double budget_s) {
+  bool header = false;
+  for (const RatioPair& p : ratio_pairs()) {
+    if (!p.run_ours || !p.run_base) continue;
+    auto a = rep.stats.find(p.ours), b = rep.stats.find(p.baseline);
+    if (a == rep.stats.end() || b == rep.stats.end() || !a->second.error.empty() || !b->second.error.empty()) continue;
+    if (!header) {
+      std::printf("\nAlternating measurement (ours and baseline timed call by call, order flipped each round)\n");
+      std::printf("%-44s %-34s %6s %10s %10s %13s  %s\n", "ours", "baseline", "rounds", "ours ms", "base ms",
+                  "median ratio", "target");
+      header = true;
+    }
+    p.run_ours();  // warm-up (caches, allocator, oneDNN kernels)
+    p.run_base();
+    const double per_round = seconds_of(p.run_ours) + seconds_of(p.run_base);
+    const int rounds = static_cast<int>(std::clamp(budget_s / std::max(per_round, 1e-9), 7.0, 101.0));
+    std::vector<double> to, tb, ratio;  // ratio of rates, ours / baseline
+    for (int r = 0; r < rounds; ++r) {
+      double x, y;
+      if (r % 2 == 0) {
+        x = seconds_of(p.run_ours);
+        y = seconds_of(p.run_base);
+      } else {
+        y = seconds_of(p.run_base);
+        x = seconds_of(p.run_ours);
+      }
+      to.push_back(x);
+      tb.push_back(y);
+      ratio.push_back(p.base_scale * y / x);  // (ours units / x) / (base units / y)
+    }
+    const double med = median(ratio);
+    std::string target = "-";
+    if (p.target > 0) {
+      char t[48];
+      std::snprintf(t, sizeof t, ">= %.0f%%: %s", 100 * p.target, med >= p.target ? "met" : "MISSED");
+      target = t;
+    }
+    std::printf("%-44s %-34s %6d %10.3f %10.3f %12.1f%%  %s\n", p.ours.c_str(), p.baseline.c_str(), rounds,
+                1e3 * median(to), 1e3 * median(tb), 100 * med, target.c_str());
+  }
 }
 
 void print_summary(const CollectingReporter& rep) {
@@ -133,6 +195,10 @@ int main(int argc, char** argv) {
   CollectingReporter rep;
   benchmark::RunSpecifiedBenchmarks(&rep);
   print_summary(rep);
+  // ARQ_BENCH_PAIRED_S: seconds per pair for the alternating measurement (default 3, 0 = off).
+  const char* ps = std::getenv("ARQ_BENCH_PAIRED_S");
+  const double paired_s = ps ? std::atof(ps) : 3.0;
+  if (paired_s > 0) print_paired(rep, paired_s);
   std::fflush(stdout);
   benchmark::Shutdown();
   return 0;

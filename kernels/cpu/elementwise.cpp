@@ -4,14 +4,17 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace arq::cpu {
 
 namespace {
 
 // out[i] = f(in[i]) over a 2-operand layout; the contiguous case is a plain loop the compiler
-// vectorizes.
-template <class TO, class TI, class F>
+// vectorizes. kWide: compile the loops for the widest ISA present (vec_math.h for_isa), for
+// compute-bound f (exp-based ops, whose std::fma would be a libm call at the baseline ISA);
+// f gives the same bits on every path.
+template <class TO, class TI, bool kWide = false, class F>
 void map1(const Tensor& x, Tensor& out, F f) {
   auto L = make_layout<2>(out.shape(), {&out, &x});
   TO* po = static_cast<TO*>(out.data_ptr());
@@ -21,10 +24,22 @@ void map1(const Tensor& x, Tensor& out, F f) {
     TO* o = po + off[0];
     const TI* a = px + off[1];
     if (contig) {
-      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+      if constexpr (kWide) {
+        for_isa([&](auto) ARQ_LAMBDA_INLINE {
+          for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+        });
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+      }
     } else {
       const int64_t so = L.inner(0), sa = L.inner(1);
-      for (int64_t i = 0; i < n; ++i) o[i * so] = f(a[i * sa]);
+      if constexpr (kWide) {
+        for_isa([&](auto) ARQ_LAMBDA_INLINE {
+          for (int64_t i = 0; i < n; ++i) o[i * so] = f(a[i * sa]);
+        });
+      } else {
+        for (int64_t i = 0; i < n; ++i) o[i * so] = f(a[i * sa]);
+      }
     }
   });
 }
@@ -70,6 +85,7 @@ template <class T>
 void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1) {
   using C = acc_t<T>;
   auto run = [&](auto f) { map1<T, T>(x, out, [f](T v) { return store<T>(f(load(v))); }); };
+  auto run_wide = [&](auto f) { map1<T, T, true>(x, out, [f](T v) { return store<T>(f(load(v))); }); };
   switch (op) {
     case UnaryOp::neg: run([](C v) { return C(-v); }); return;
     case UnaryOp::abs: run([](C v) { return v < C(0) ? C(-v) : v; }); return;
@@ -94,6 +110,16 @@ void unary_typed(UnaryOp op, const Tensor& x, Tensor& out, double p0, double p1)
       return;
     }
     default: break;
+  }
+  if constexpr (std::is_same_v<C, float>) {
+    // f32/f16/bf16: exp through exp_for_f32 (vec_math.h: the correctly rounded expf in all but
+    // ~1e-6 of inputs, where glibc's expf is off by one ulp in ~4e-5), which vectorizes.
+    switch (op) {
+      case UnaryOp::exp: run_wide([](C v) { return exp_for_f32(v); }); return;
+      case UnaryOp::sigmoid: run_wide([](C v) { return C(1) / (C(1) + exp_for_f32(-v)); }); return;
+      case UnaryOp::silu: run_wide([](C v) { return v / (C(1) + exp_for_f32(-v)); }); return;
+      default: break;
+    }
   }
   if constexpr (std::is_floating_point_v<C>) {
     switch (op) {
@@ -168,7 +194,11 @@ void copy(const Tensor& src, Tensor& dst) {
     using S = decltype(st);
     dispatch_dtype(dst.dtype(), [&](auto dt) {
       using D = decltype(dt);
-      map1<D, S>(src, dst, [](S v) { return convert<D>(v); });
+      // f32 <-> bf16 are inline bit operations that vectorize at AVX2/AVX-512 (SSE2 lacks the
+      // unsigned 32 -> 16 bit narrowing), so those two take the widest ISA.
+      constexpr bool wide = (std::is_same_v<S, float> && std::is_same_v<D, BFloat16>) ||
+                            (std::is_same_v<S, BFloat16> && std::is_same_v<D, float>);
+      map1<D, S, wide>(src, dst, [](S v) { return convert<D>(v); });
     });
   });
 }

@@ -89,6 +89,14 @@ dnnl::engine& cpu_engine() {
 void matmul_bf16_dnnl(const Tensor& a, const Tensor& b, Tensor& out) {
   using dt = dnnl::memory::data_type;
   const int64_t B = out.size(0), m = out.size(1), n = out.size(2), k = a.size(2);
+  if (B > 1 && a.stride(0) == 0 && b.stride(0) == 0) {
+    // oneDNN cannot broadcast both operands' batch; every batch is the same product: do it once.
+    Tensor o1 = out.narrow(0, 0, 1);
+    matmul_bf16_dnnl(a.narrow(0, 0, 1), b.narrow(0, 0, 1), o1);
+    Tensor rest = out.narrow(0, 1, B - 1);
+    copy(o1.expand(rest.shape()), rest);
+    return;
+  }
   auto desc3 = [&](const Tensor& t, int64_t r, int64_t c) {
     // A stride-0 batch becomes a batch of 1 that oneDNN broadcasts.
     const int64_t bt = t.stride(0) == 0 ? 1 : B;

@@ -5,6 +5,7 @@
 
 #include "kernels/cpu/cpu_kernels.h"
 #include "kernels/cpu/strided.h"
+#include "kernels/cpu/vec_math.h"
 
 namespace arq::cpu {
 
@@ -61,6 +62,124 @@ void reduce_typed(ReduceOp op, const Tensor& x, int64_t axis, Tensor& out) {
   });
 }
 
+// Rows of f32/f16/bf16 softmax in f32 with an f64 sum; every row is one thread's work, so the
+// result does not depend on the thread count. Per row of n:
+//   m = max (NaN never wins the compare; an all -inf row uses m = 0),
+//   e_j = exp(x_j - m) in f64 (vec_math.h), s = sum of e_j in f64,
+//   softmax: out_j = f32(e_j) * f32(1 / s);  log_softmax: out_j = x_j - m - f32(log s).
+// Max and sum keep kLanes partial results combined in a fixed order (no dependence on the
+// vector width); the loops run at the widest ISA present.
+constexpr int kLanes = 8;
+
+// max over the row and the f64 sum of exp(x - max), writing f32(exp(x - max)) to e.
+ARQ_INLINE void softmax_row_core(const float* x, float* e, int64_t n, float& m_out, double& s_out) {
+  float mx[kLanes];
+  for (int l = 0; l < kLanes; ++l) mx[l] = -std::numeric_limits<float>::infinity();
+  const int64_t nb = n / kLanes * kLanes;
+  for (int64_t j = 0; j < nb; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) mx[l] = x[j + l] > mx[l] ? x[j + l] : mx[l];
+  for (int64_t j = nb; j < n; ++j) mx[j - nb] = x[j] > mx[j - nb] ? x[j] : mx[j - nb];
+  float m = mx[0];
+  for (int l = 1; l < kLanes; ++l) m = mx[l] > m ? mx[l] : m;
+  if (m == -std::numeric_limits<float>::infinity()) m = 0;  // all -inf: avoid inf - inf
+  double acc[kLanes] = {};
+  for (int64_t j = 0; j < nb; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      const double ev = exp_f64_of_f32(x[j + l] - m);
+      e[j + l] = static_cast<float>(ev);
+      acc[l] += ev;
+    }
+  for (int64_t j = nb; j < n; ++j) {
+    const double ev = exp_f64_of_f32(x[j] - m);
+    e[j] = static_cast<float>(ev);
+    acc[j - nb] += ev;
+  }
+  m_out = m;
+  s_out = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+template <class T>
+void softmax_f32_rows(const Tensor& x, Tensor& out, bool log) {
+  const int64_t n = x.size(-1), sx = x.stride(-1);
+  Tensor xv = x.narrow(-1, 0, 1), ov = out.narrow(-1, 0, 1);
+  auto L = make_layout<2>(ov.shape(), {&ov, &xv});
+  const T* px = static_cast<const T*>(x.data_ptr());
+  T* po = static_cast<T*>(out.data_ptr());
+  constexpr bool f32 = std::is_same_v<T, float>;
+  parallel_rows(L, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](const std::array<int64_t, 2>& off, int64_t cnt) {
+    std::vector<float> xbuf, ebuf;
+    if (!f32 || sx != 1) xbuf.resize(n);
+    if (!f32) ebuf.resize(n);
+    for (int64_t r = 0; r < cnt; ++r) {
+      const T* p = px + off[1] + r * L.inner(1);
+      T* o = po + off[0] + r * L.inner(0);  // out is contiguous: its last stride is 1
+      const float* xr;
+      if constexpr (f32) {
+        if (sx == 1) {
+          xr = p;
+        } else {
+          for (int64_t j = 0; j < n; ++j) xbuf[j] = p[j * sx];
+          xr = xbuf.data();
+        }
+      } else {
+        for (int64_t j = 0; j < n; ++j) xbuf[j] = load(p[j * sx]);
+        xr = xbuf.data();
+      }
+      float* er;
+      if constexpr (f32) er = o;  // exps land in the output, then scale in place
+      else er = ebuf.data();
+      float m = 0;
+      double s = 0;
+      for_isa([&](auto) ARQ_LAMBDA_INLINE { softmax_row_core(xr, er, n, m, s); });
+      if (log) {
+        const float ls = static_cast<float>(std::log(s));
+        for (int64_t j = 0; j < n; ++j) o[j] = store<T>(float(xr[j] - m - ls));
+      } else {
+        const float inv = static_cast<float>(1.0 / s);
+        if constexpr (f32) {
+          for (int64_t j = 0; j < n; ++j) o[j] = er[j] * inv;
+        } else {
+          for (int64_t j = 0; j < n; ++j) o[j] = store<T>(float(er[j] * inv));
+        }
+      }
+    }
+  });
+}
+
+// f32 RMSNorm over contiguous rows with a contiguous weight: the f64 sum of squares keeps
+// kLanes partial sums (fixed combine order), the rest is the generic path's arithmetic.
+void rms_norm_f32_contiguous(const Tensor& x, const Tensor& weight, double eps, Tensor& out) {
+  const int64_t n = x.size(-1);
+  Tensor xv = x.narrow(-1, 0, 1), ov = out.narrow(-1, 0, 1);
+  auto L = make_layout<2>(ov.shape(), {&ov, &xv});
+  const float* px = x.data<float>();
+  const float* pw = weight.data<float>();
+  float* po = out.data<float>();
+  parallel_rows(L, std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1)), [&](const std::array<int64_t, 2>& off, int64_t cnt) {
+    for (int64_t r = 0; r < cnt; ++r) {
+      const float* p = px + off[1] + r * L.inner(1);
+      float* o = po + off[0] + r * L.inner(0);
+      for_isa([&](auto) ARQ_LAMBDA_INLINE {
+        double acc[kLanes] = {};
+        const int64_t nb = n / kLanes * kLanes;
+        for (int64_t j = 0; j < nb; j += kLanes)
+          for (int l = 0; l < kLanes; ++l) {
+            const double v = p[j + l];
+            acc[l] += v * v;
+          }
+        for (int64_t j = nb; j < n; ++j) {
+          const double v = p[j];
+          acc[j - nb] += v * v;
+        }
+        const double ss = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        const float inv = static_cast<float>(1.0 / std::sqrt(ss / static_cast<double>(n) + eps));
+        // HF order: normalize in f32 (already the input dtype), then multiply by the weight.
+        for (int64_t j = 0; j < n; ++j) o[j] = pw[j] * (p[j] * inv);
+      });
+    }
+  });
+}
+
 }  // namespace
 
 void reduce(ReduceOp op, const Tensor& x, int64_t axis, Tensor& out) {
@@ -70,7 +189,9 @@ void reduce(ReduceOp op, const Tensor& x, int64_t axis, Tensor& out) {
 void softmax(const Tensor& x, Tensor& out, bool log) {
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (std::is_floating_point_v<acc_t<T>>) {
+    if constexpr (std::is_same_v<acc_t<T>, float>) {
+      softmax_f32_rows<T>(x, out, log);
+    } else if constexpr (std::is_floating_point_v<acc_t<T>>) {
       using C = acc_t<T>;
       const int64_t n = x.size(-1), sx = x.stride(-1);
       Tensor xv = x.narrow(-1, 0, 1), ov = out.narrow(-1, 0, 1);
@@ -103,6 +224,12 @@ void softmax(const Tensor& x, Tensor& out, bool log) {
 void rms_norm(const Tensor& x, const Tensor& weight, double eps, Tensor& out) {
   dispatch_dtype(x.dtype(), [&](auto tag) {
     using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>) {
+      if (x.stride(-1) == 1 && weight.stride(0) == 1) {
+        rms_norm_f32_contiguous(x, weight, eps, out);
+        return;
+      }
+    }
     if constexpr (std::is_floating_point_v<acc_t<T>>) {
       using C = acc_t<T>;
       const int64_t n = x.size(-1), sx = x.stride(-1), sw = weight.stride(0);
