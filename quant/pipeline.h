@@ -1,0 +1,117 @@
+// The block-by-block quantization pipeline (ARCHITECTURE.md "Data flow of one quantization",
+// spec/autoround.md §1.1, §1.4, §1.6, §3) and the whole job behind `ar-quant quantize`.
+//
+// quantize_blocks: given a model and calibration ids, caches the inputs of block 0, then for
+// each block loads its weights, computes the FP reference, tunes (SignRound) or rounds (RTN /
+// opt-RTN) its quantizable linears, freezes them, advances both activation chains and drops
+// the block. Only one block's weights and the two activation caches are resident.
+//
+//   models::CausalLM lm = models::load_causal_lm("stories260k");
+//   PipelineOptions o;  o.scheme = {.bits = 4, .group_size = 32};  o.iters = 200;
+//   PipelineResult r = quantize_blocks(lm, ids, mask, o);   // ids/mask [n, seqlen]
+//   r.weights["model.layers.0.self_attn.q_proj.weight"]    // dequantized [out, in]
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "models/causal_lm.h"
+#include "quant/layer_config.h"
+#include "quant/quantized_linear.h"
+#include "quant/scheme.h"
+
+namespace arq::quant {
+
+struct PipelineOptions {
+  QuantScheme scheme;                   // default scheme of every quantizable linear
+  LayerConfig layer_config;
+  std::vector<std::string> fp_layers;
+  bool quant_lm_head = false;
+  int64_t iters = 200;                  // 0: RTN / opt-RTN
+  double lr = 0;                        // 0: auto per layer
+  double minmax_lr = 0;                 // 0: follows lr
+  int64_t batch_size = 8;
+  int64_t gradient_accumulate_steps = 1;
+  bool enable_minmax_tuning = true;
+  bool enable_quanted_input = true;
+  bool not_use_best_mse = false;
+  std::optional<bool> disable_opt_rtn;  // unset: opt-RTN wherever it applies (§3)
+  uint64_t seed = 42;
+  DType cache_dtype = DType::f32;       // activation caches: f32 or bf16
+  // Observers (may be empty): a finished block's log line; every tuning iteration.
+  std::function<void(const std::string&)> log;
+  std::function<void(int64_t block, int64_t iter, int64_t iters, double loss)> on_iter;
+};
+
+struct LayerLog {
+  std::string name;
+  std::string scheme;   // "W4G32 int_sym", "opt-rtn W4G32 int_sym", or "fp16 (<reason>)"
+  bool quantized = false;
+};
+
+struct BlockLog {
+  int64_t block = 0;
+  std::vector<LayerLog> layers;
+  int64_t n_quantized = 0;
+  double loss_init = 0, loss_best = 0;  // tracked SignRound losses (0 for RTN)
+  int64_t best_iter = 0;
+  bool tuned = false;
+  double seconds = 0;
+};
+
+struct PipelineResult {
+  std::map<std::string, QuantizedLinear> quantized;  // by layer (module) name
+  std::map<std::string, Tensor> weights;             // by checkpoint tensor name: dequantized [out, in]
+  std::vector<BlockLog> blocks;
+  size_t cache_bytes = 0;       // the two activation caches (+ reference outputs) at their peak
+  size_t max_block_bytes = 0;   // the largest block's weights
+};
+
+// Whether a run with these options needs calibration data (SignRound does; RTN does not).
+bool needs_calibration(const PipelineOptions& o);
+
+// ids: i64 [n, seqlen] (may be undefined when !needs_calibration); loss_mask: [n, seqlen] 0/1
+// or undefined. Throws UsageError for invalid options before any block is touched.
+PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, const Tensor& loss_mask,
+                               const PipelineOptions& o);
+
+// "block 3/5: quantized 4/7 layers, loss iter 0: a -> iter k: b, 12.3 s"
+std::string block_log_line(const BlockLog& b, int64_t n_blocks);
+
+// Peak resident set size of this process (VmHWM), 0 where unknown.
+size_t peak_rss_bytes();
+
+// ---- the whole job ------------------------------------------------------------------------
+
+struct QuantizeJob {
+  std::string model;                    // HF folder (or .gguf)
+  std::string output_dir = "./tmp_autoround";
+  std::string format = "fake";
+  std::string dataset;                  // io/dataset.h syntax; required when calibrating
+  int64_t nsamples = 128;
+  int64_t seqlen = 2048;
+  Device device = Device::cpu();
+  std::optional<DType> model_dtype;     // compute dtype; unset: the model's own
+  std::string eval_text;                // perplexity of FP and quantized model on this file
+  int64_t eval_seqlen = 0;              // 0: seqlen
+  PipelineOptions pipeline;
+};
+
+struct QuantizeJobResult {
+  std::string output_folder;
+  PipelineResult pipeline;
+  double fp_ppl = 0, q_ppl = 0;         // when eval_text is given
+  int64_t eval_tokens = 0;
+  double seconds = 0;
+};
+
+// Checks the job (UsageError naming the flag), then loads, calibrates, quantizes, writes
+// `output_dir/<model>-w{bits}g{group}` and evaluates.
+void validate_job(const QuantizeJob& job);
+QuantizeJobResult run_quantize_job(const QuantizeJob& job);
+
+}  // namespace arq::quant

@@ -1,0 +1,173 @@
+// The whole `ar-quant quantize` job: check → load (mmap) → calibrate → quantize block by block →
+// write the fake-quantized HF folder and quantization_log.json → evaluate.
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "engine/ops.h"
+#include "io/dataset.h"
+#include "io/json_util.h"
+#include "io/tokenizer.h"
+#include "io/tokenizer_gguf.h"
+#include "models/loader.h"
+#include "models/perplexity.h"
+#include "models/random_model.h"
+#include "quant/pipeline.h"
+
+namespace arq::quant {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// The original tensors, with the quantized linears' weights replaced by their dequantized
+// values (what the fake format writes).
+class OverlaySource : public models::TensorSource {
+ public:
+  OverlaySource(std::shared_ptr<const models::TensorSource> base, const std::map<std::string, Tensor>& over)
+      : base_(std::move(base)), over_(over) {}
+  std::optional<Shape> shape(const std::string& name) const override { return base_->shape(name); }
+  Tensor get(const std::string& name) const override {
+    auto it = over_.find(name);
+    // dequantized weights come in the compute dtype; store them in the checkpoint's dtype
+    if (it != over_.end()) return it->second.to(base_->get(name).dtype());
+    return base_->get(name);
+  }
+  std::vector<std::string> names() const override { return base_->names(); }
+  std::string origin() const override { return base_->origin() + " (quantized)"; }
+
+ private:
+  std::shared_ptr<const models::TensorSource> base_;
+  const std::map<std::string, Tensor>& over_;
+};
+
+std::unique_ptr<io::Tokenizer> open_tokenizer(const std::string& model) {
+  return models::is_gguf_path(model) ? io::load_tokenizer_gguf(model) : io::load_tokenizer(model);
+}
+
+std::string read_text(const std::string& path, const char* flag) {
+  std::ifstream f(path, std::ios::binary);
+  ARQ_CHECK(f.good(), UsageError, flag, ": cannot read '", path, "'");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+std::string output_folder(const QuantizeJob& job) {
+  std::string base = fs::path(job.model).filename().string();
+  if (base.empty()) base = fs::path(job.model).parent_path().filename().string();
+  if (models::is_gguf_path(job.model)) base = fs::path(job.model).stem().string();
+  const QuantScheme& s = job.pipeline.scheme;
+  const std::string suffix = s.group_size > 0 ? cat("-w", s.bits, "g", s.group_size) : cat("-w", s.bits, "a16");
+  return (fs::path(job.output_dir) / (base + suffix)).string();
+}
+
+io::JsonValue log_json(const QuantizeJob& job, const QuantizeJobResult& r, const models::CausalLM& lm) {
+  using io::JsonValue;
+  JsonValue root = JsonValue::object();
+  const PipelineOptions& o = job.pipeline;
+  JsonValue cfg = JsonValue::object();
+  cfg.set("bits", o.scheme.bits)
+      .set("group_size", o.scheme.group_size)
+      .set("sym", o.scheme.sym)
+      .set("data_type", o.scheme.data_type)
+      .set("scale_dtype", dtype_name(o.scheme.scale_dtype))
+      .set("iters", o.iters)
+      .set("lr", o.lr)
+      .set("minmax_lr", o.minmax_lr)
+      .set("nsamples", job.nsamples)
+      .set("seqlen", job.seqlen)
+      .set("batch_size", o.batch_size)
+      .set("gradient_accumulate_steps", o.gradient_accumulate_steps)
+      .set("enable_minmax_tuning", o.enable_minmax_tuning)
+      .set("enable_quanted_input", o.enable_quanted_input)
+      .set("not_use_best_mse", o.not_use_best_mse)
+      .set("seed", static_cast<int64_t>(o.seed))
+      .set("dataset", job.dataset)
+      .set("cache_dtype", dtype_name(o.cache_dtype));
+  root.set("model", job.model).set("config", cfg);
+  JsonValue blocks = JsonValue::array();
+  for (const BlockLog& b : r.pipeline.blocks) {
+    JsonValue layers = JsonValue::array();
+    for (const LayerLog& l : b.layers)
+      layers.push(JsonValue::object().set("name", l.name).set("scheme", l.scheme).set("quantized", l.quantized));
+    JsonValue jb = JsonValue::object();
+    jb.set("block", b.block).set("layers", layers).set("quantized_layers", b.n_quantized);
+    if (b.tuned) jb.set("loss_iter0", b.loss_init).set("best_iter", b.best_iter).set("loss_best", b.loss_best);
+    jb.set("seconds", b.seconds);
+    blocks.push(jb);
+  }
+  root.set("blocks", blocks);
+  root.set("num_blocks", lm.num_blocks());
+  return root;
+}
+
+}  // namespace
+
+void validate_job(const QuantizeJob& job) {
+  ARQ_CHECK(!job.model.empty(), UsageError, "--model is required");
+  ARQ_CHECK(fs::exists(job.model), UsageError, "--model: '", job.model, "' does not exist");
+  ARQ_CHECK(job.format == "fake", UsageError, "--format: '", job.format,
+            "' is not available yet (supported: fake; auto_round/auto_gptq/auto_awq/gguf come with the export issue)");
+  ARQ_CHECK(job.nsamples >= 1, UsageError, "--nsamples must be >= 1, got ", job.nsamples);
+  ARQ_CHECK(job.seqlen >= 2, UsageError, "--seqlen must be >= 2, got ", job.seqlen);
+  ARQ_CHECK(job.eval_seqlen >= 0, UsageError, "--eval_seqlen must be >= 0, got ", job.eval_seqlen);
+  if (needs_calibration(job.pipeline))
+    ARQ_CHECK(!job.dataset.empty(), UsageError,
+              "--dataset is required for SignRound tuning (AutoRound's default NeelNanda/pile-10k is not reachable offline); "
+              "give a text/jsonl file, e.g. --dataset calib.txt:concat=true, or use --iters 0 / --recipe rtn");
+  if (!job.eval_text.empty()) ARQ_CHECK(fs::exists(job.eval_text), UsageError, "--eval_text: '", job.eval_text, "' does not exist");
+  ARQ_CHECK(!job.output_dir.empty(), UsageError, "--output_dir must not be empty");
+}
+
+QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
+  const auto t0 = std::chrono::steady_clock::now();
+  validate_job(job);
+  QuantizeJobResult r;
+  models::LoadOptions lo;
+  lo.dtype = job.model_dtype;
+  lo.device = job.device;
+  models::CausalLM lm = models::load_causal_lm(job.model, lo);
+  lm.set_keep_resident(false);
+  std::unique_ptr<io::Tokenizer> tok = open_tokenizer(job.model);
+
+  Tensor ids, mask;
+  if (needs_calibration(job.pipeline)) {
+    io::CalibSamples cs =
+        io::build_calibration(*tok, {.dataset = job.dataset, .nsamples = job.nsamples, .seqlen = job.seqlen, .seed = job.pipeline.seed});
+    ids = cs.ids_tensor();
+    mask = cs.mask_tensor();
+  }
+  r.pipeline = quantize_blocks(lm, ids, mask, job.pipeline);
+
+  // ---- fake format: an HF folder with dequantized weights in the original dtype ----
+  r.output_folder = output_folder(job);
+  auto overlay = std::make_shared<OverlaySource>(lm.source_ptr(), r.pipeline.weights);
+  models::CausalLM qlm(lm.spec(), overlay, lo);
+  models::SaveOptions so;
+  if (!models::is_gguf_path(job.model)) so.tokenizer_dir = job.model;
+  models::save_pretrained(qlm, r.output_folder, so);
+  io::write_text_file_atomic((fs::path(r.output_folder) / "quantization_log.json").string(), log_json(job, r, lm).dump(2) + "\n");
+
+  if (!job.eval_text.empty()) {
+    const std::string text = read_text(job.eval_text, "--eval_text");
+    const std::vector<int32_t> eids = tok->encode(text, /*add_bos=*/false);
+    models::PerplexityOptions po;
+    po.seqlen = job.eval_seqlen > 0 ? job.eval_seqlen : job.seqlen;
+    po.bos_id = tok->bos_id();
+    ARQ_CHECK(po.bos_id >= 0, UsageError, "--eval_text: the tokenizer has no BOS id");
+    lm.set_keep_resident(true);
+    const models::PerplexityResult fp = models::perplexity(lm, eids, po);
+    // the written folder, read back: what any loader of the output sees
+    models::CausalLM back = models::load_causal_lm(r.output_folder, lo);
+    const models::PerplexityResult qp = models::perplexity(back, eids, po);
+    r.fp_ppl = fp.perplexity();
+    r.q_ppl = qp.perplexity();
+    r.eval_tokens = fp.tokens;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+}  // namespace arq::quant
