@@ -47,7 +47,8 @@ std::vector<FlagSpec> quantize_flags() {
       {"enable_opt_rtn", false, "iters 0: force the optimized RTN scale search"},
       {"cache_dtype", true, "activation caches: f32 | bf16", "f32"},
       {"model_dtype", true, "compute dtype (default: the model's)"},
-      {"format", true, "output format", "fake"},
+      {"format", true, "auto_round | auto_gptq | auto_awq | gguf:<type> | fake; several comma-separated", "auto_round"},
+      {"overwrite", false, "replace an existing output folder"},
       {"output_dir", true, "output folder (the model goes to <output_dir>/<name>-w<bits>g<group>)", "./tmp_autoround"},
       {"eval_text", true, "after quantizing, print FP and quantized perplexity on this text file"},
       {"eval_seqlen", true, "sequence length for --eval_text (default: --seqlen)"},
@@ -132,6 +133,7 @@ int cmd_quantize(const Args& args) {
   job.seqlen = f.has("seqlen") ? f.integer("seqlen") : rc.seqlen;
   job.dataset = f.str("dataset");
   job.format = f.str("format");
+  job.overwrite = f.on("overwrite");
   job.output_dir = f.str("output_dir");
   job.eval_text = f.str("eval_text");
   job.eval_seqlen = f.has("eval_seqlen") ? f.integer("eval_seqlen") : 0;

@@ -159,6 +159,9 @@ void validate_export(const ExportSource& src, const std::vector<ExportFormat>& f
   ARQ_CHECK(src.tensors, UsageError, "export: no source tensors");
   ARQ_CHECK(src.quantized, UsageError, "export: no quantized layers");
   std::set<int> bits{src.scheme.bits};
+  for (const ExportFormat& f : formats)
+    ARQ_CHECK(f.kind == ExportKind::gguf || src.scheme.group_size != 0, UsageError, "--format ", f.spec,
+              ": group_size 0 (one scale per tensor) is not held by packed formats; use a positive group size or -1");
   for (const auto& [n, q] : *src.quantized) {
     bits.insert(q.bits);
     ARQ_CHECK(!q.layout.per_tensor, UsageError, "export: layer '", n,

@@ -90,7 +90,8 @@ size_t peak_rss_bytes();
 struct QuantizeJob {
   std::string model;                    // HF folder (or .gguf)
   std::string output_dir = "./tmp_autoround";
-  std::string format = "fake";
+  std::string format = "auto_round";   // export.h formats, comma-separated, or "fake"
+  bool overwrite = false;               // replace an existing output folder
   std::string dataset;                  // io/dataset.h syntax; required when calibrating
   int64_t nsamples = 128;
   int64_t seqlen = 2048;

@@ -1,6 +1,7 @@
 // The whole `ar-quant quantize` job: check → load (mmap) → calibrate → quantize block by block →
 // write the fake-quantized HF folder and quantization_log.json → evaluate.
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,6 +14,7 @@
 #include "models/loader.h"
 #include "models/perplexity.h"
 #include "models/random_model.h"
+#include "quant/export.h"
 #include "quant/pipeline.h"
 
 namespace arq::quant {
@@ -108,8 +110,8 @@ io::JsonValue log_json(const QuantizeJob& job, const QuantizeJobResult& r, const
 void validate_job(const QuantizeJob& job) {
   ARQ_CHECK(!job.model.empty(), UsageError, "--model is required");
   ARQ_CHECK(fs::exists(job.model), UsageError, "--model: '", job.model, "' does not exist");
-  ARQ_CHECK(job.format == "fake", UsageError, "--format: '", job.format,
-            "' is not available yet (supported: fake; auto_round/auto_gptq/auto_awq/gguf come with the export issue)");
+  // Unknown or duplicate format names fail here, before any work (UsageError listing the known ones).
+  if (job.format != "fake") parse_export_formats(job.format);
   ARQ_CHECK(job.nsamples >= 1, UsageError, "--nsamples must be >= 1, got ", job.nsamples);
   ARQ_CHECK(job.seqlen >= 2, UsageError, "--seqlen must be >= 2, got ", job.seqlen);
   ARQ_CHECK(job.eval_seqlen >= 0, UsageError, "--eval_seqlen must be >= 0, got ", job.eval_seqlen);
@@ -139,16 +141,53 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
     ids = cs.ids_tensor();
     mask = cs.mask_tensor();
   }
+  r.output_folder = output_folder(job);
+  const bool fake = job.format == "fake";
+  ExportSource src;
+  if (!fake) {
+    ARQ_CHECK(!models::is_gguf_path(job.model), UsageError, "--format ", job.format,
+              ": exporting needs an HF model folder as --model (use --format fake for a .gguf input)");
+    ARQ_CHECK(job.overwrite || !fs::exists(r.output_folder), UsageError, "--output_dir: '", r.output_folder,
+              "' already exists (pass --overwrite to replace it)");
+    src.model_folder = job.model;
+    src.tensors = lm.source_ptr();
+    src.scheme = job.pipeline.scheme;
+    src.tuning = {.iters = job.pipeline.iters, .nsamples = job.nsamples, .seqlen = job.seqlen,
+                  .batch_size = job.pipeline.batch_size, .lr = job.pipeline.lr};
+    // e.g. AWQ with 3 bits: checked on the scheme before tuning, and again on the real layers.
+    const std::map<std::string, QuantizedLinear> none;
+    src.quantized = &none;
+    validate_export(src, parse_export_formats(job.format));
+    src.quantized = nullptr;
+  }
   r.pipeline = quantize_blocks(lm, ids, mask, job.pipeline);
 
-  // ---- fake format: an HF folder with dequantized weights in the original dtype ----
-  r.output_folder = output_folder(job);
-  auto overlay = std::make_shared<OverlaySource>(lm.source_ptr(), r.pipeline.weights);
-  models::CausalLM qlm(lm.spec(), overlay, lo);
-  models::SaveOptions so;
-  if (!models::is_gguf_path(job.model)) so.tokenizer_dir = job.model;
-  models::save_pretrained(qlm, r.output_folder, so);
-  io::write_text_file_atomic((fs::path(r.output_folder) / "quantization_log.json").string(), log_json(job, r, lm).dump(2) + "\n");
+  std::string eval_folder = r.output_folder;
+  if (fake) {
+    // An HF folder with dequantized weights in the original dtype.
+    auto overlay = std::make_shared<OverlaySource>(lm.source_ptr(), r.pipeline.weights);
+    models::CausalLM qlm(lm.spec(), overlay, lo);
+    models::SaveOptions so;
+    if (!models::is_gguf_path(job.model)) so.tokenizer_dir = job.model;
+    models::save_pretrained(qlm, r.output_folder, so);
+    io::write_text_file_atomic((fs::path(r.output_folder) / "quantization_log.json").string(), log_json(job, r, lm).dump(2) + "\n");
+  } else {
+    src.quantized = &r.pipeline.quantized;
+    ExportOptions eo;
+    eo.output_folder = r.output_folder;
+    eo.overwrite = job.overwrite;
+    eo.log = [](const std::string& line) { std::fprintf(stderr, "export: %s\n", line.c_str()); };
+    const ExportResult er = export_model(src, job.format, eo);
+    // The log goes beside the exported model(s); each format's folder gets a copy.
+    const std::string log = log_json(job, r, lm).dump(2) + "\n";
+    for (const std::string& folder : er.folders)
+      io::write_text_file_atomic((fs::path(folder) / "quantization_log.json").string(), log);
+    if (!er.folders.empty()) eval_folder = er.folders.front();
+    if (!fs::exists(fs::path(eval_folder) / "config.json")) {  // a GGUF export: evaluate the file
+      for (const auto& e : fs::directory_iterator(eval_folder))
+        if (e.path().extension() == ".gguf") eval_folder = e.path().string();
+    }
+  }
 
   if (!job.eval_text.empty()) {
     const std::string text = read_text(job.eval_text, "--eval_text");
@@ -160,7 +199,7 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
     lm.set_keep_resident(true);
     const models::PerplexityResult fp = models::perplexity(lm, eids, po);
     // the written folder, read back: what any loader of the output sees
-    models::CausalLM back = models::load_causal_lm(r.output_folder, lo);
+    models::CausalLM back = models::load_causal_lm(eval_folder, lo);
     const models::PerplexityResult qp = models::perplexity(back, eids, po);
     r.fp_ppl = fp.perplexity();
     r.q_ppl = qp.perplexity();
