@@ -94,8 +94,20 @@ class Pool {
   bool stopping_ = false;
 };
 
+// oneDNN (Debian's build) runs its GEMMs on OpenMP threads, which otherwise default to every
+// core whatever ARQ_NUM_THREADS says. Weak: resolves only when libgomp is linked in.
+extern "C" void omp_set_num_threads(int) __attribute__((weak));
+
+void set_openmp_threads(int n) {
+  if (omp_set_num_threads) omp_set_num_threads(n);
+}
+
 Pool& pool() {
-  static Pool p(default_threads());
+  static Pool p = [] {
+    const int n = default_threads();
+    set_openmp_threads(n);
+    return Pool(n);
+  }();
   return p;
 }
 
@@ -104,7 +116,10 @@ thread_local bool t_in_parallel = false;
 }  // namespace
 
 int num_threads() { return pool().size(); }
-void set_num_threads(int n) { pool().resize(std::max(1, n)); }
+void set_num_threads(int n) {
+  pool().resize(std::max(1, n));
+  set_openmp_threads(std::max(1, n));
+}
 
 namespace cpu {
 
