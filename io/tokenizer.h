@@ -94,6 +94,9 @@ struct GgufVocab {
   std::vector<std::string> merges;      // "left right", rank order (BPE)
   int32_t bos = -1, eos = -1, unk = -1, pad = -1, eot = -1;
   std::optional<bool> add_bos, add_eos, add_space_prefix;
+  // tokenizer.ggml.remove_extra_whitespaces (sentencepiece's normalizer flag; llama.cpp's
+  // converter writes it only for T5-style vocabularies, so SPM files usually lack it).
+  std::optional<bool> remove_extra_whitespaces;
 };
 
 std::unique_ptr<Tokenizer> tokenizer_from_gguf_vocab(const GgufVocab& vocab);

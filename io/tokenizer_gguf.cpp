@@ -33,6 +33,7 @@ GgufVocab gguf_vocab_from_metadata(const GgufMetadata& md) {
   flag("tokenizer.ggml.add_bos_token", v.add_bos);
   flag("tokenizer.ggml.add_eos_token", v.add_eos);
   flag("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
+  flag("tokenizer.ggml.remove_extra_whitespaces", v.remove_extra_whitespaces);
   const int64_t n = static_cast<int64_t>(v.tokens.size());
   for (int32_t x : {v.bos, v.eos, v.unk, v.pad, v.eot})
     ARQ_CHECK(x < n, IoError, md.origin, ": special token id ", x, " is outside the vocabulary of ", n);

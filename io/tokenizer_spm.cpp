@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 
 #include "engine/error.h"
@@ -117,6 +118,73 @@ int32_t SpmTokenizer::token_type(int32_t id) const {
   if (sp_->IsUnused(id)) return 5;
   if (sp_->IsByte(id)) return 6;
   return 1;
+}
+
+namespace {
+
+// Just enough protobuf wire format to walk ModelProto → NormalizerSpec (no generated code:
+// libsentencepiece does not install sentencepiece_model.pb.h).
+struct WireReader {
+  std::string_view buf;
+  size_t pos = 0;
+  bool ok = true;
+  bool done() const { return !ok || pos >= buf.size(); }
+  uint64_t varint() {
+    uint64_t v = 0;
+    for (int shift = 0; shift < 64; shift += 7) {
+      if (pos >= buf.size()) break;
+      const auto c = static_cast<uint8_t>(buf[pos++]);
+      v |= static_cast<uint64_t>(c & 0x7F) << shift;
+      if ((c & 0x80) == 0) return v;
+    }
+    ok = false;
+    return 0;
+  }
+  // Reads one field: its number, and its payload (a varint value or a length-delimited view).
+  bool next(uint32_t& field, uint64_t& value, std::string_view& bytes) {
+    const uint64_t key = varint();
+    if (!ok) return false;
+    field = static_cast<uint32_t>(key >> 3);
+    switch (key & 7) {
+      case 0: value = varint(); return ok;
+      case 1: pos += 8; break;
+      case 5: pos += 4; break;
+      case 2: {
+        const uint64_t n = varint();
+        if (!ok || n > buf.size() - pos) return ok = false;
+        bytes = buf.substr(pos, n);
+        pos += n;
+        return true;
+      }
+      default: return ok = false;
+    }
+    if (pos > buf.size()) return ok = false;
+    return true;
+  }
+};
+
+}  // namespace
+
+SpmTokenizer::NormalizerFlags SpmTokenizer::normalizer_flags() const {
+  NormalizerFlags f;
+  const std::string proto = sp_->serialized_model_proto();
+  WireReader model{proto};
+  uint32_t field = 0;
+  uint64_t value = 0;
+  std::string_view bytes;
+  while (!model.done() && model.next(field, value, bytes)) {
+    if (field != 3) continue;   // ModelProto.normalizer_spec
+    WireReader spec{bytes};
+    while (!spec.done() && spec.next(field, value, bytes)) {
+      if (field == 1) f.name = std::string(bytes);
+      else if (field == 3) f.add_dummy_prefix = value != 0;
+      else if (field == 4) f.remove_extra_whitespaces = value != 0;
+      else if (field == 5) f.escape_whitespaces = value != 0;
+    }
+    ARQ_CHECK(spec.ok, IoError, "sentencepiece model '", path_, "': malformed normalizer_spec");
+  }
+  ARQ_CHECK(model.ok, IoError, "sentencepiece model '", path_, "': malformed model proto");
+  return f;
 }
 
 }  // namespace arq::io

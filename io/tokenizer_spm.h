@@ -32,6 +32,17 @@ class SpmTokenizer : public Tokenizer {
   float score(int32_t id) const;
   int32_t token_type(int32_t id) const;  // GGUF numbering: 1 normal 2 unknown 3 control 5 unused 6 byte
 
+  // The model's NormalizerSpec flags (sentencepiece defaults: all true). A GGUF export writes
+  // them as tokenizer.ggml.add_space_prefix / remove_extra_whitespaces so that an SPM-by-score
+  // encoder reading the file reproduces this tokenizer (stories260k strips and collapses spaces).
+  struct NormalizerFlags {
+    std::string name;   // "identity", "nmt_nfkc", ...
+    bool add_dummy_prefix = true;
+    bool remove_extra_whitespaces = true;
+    bool escape_whitespaces = true;
+  };
+  NormalizerFlags normalizer_flags() const;
+
  protected:
   void encode_text(std::string_view text, bool parse_special, std::vector<int32_t>& out) const override;
 

@@ -1,6 +1,7 @@
 #include "io/tokenizer_spm_score.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <queue>
 
@@ -17,7 +18,11 @@ const std::string kSpace = "\xE2\x96\x81";  // U+2581 "▁"
 }  // namespace
 
 SpmScoreTokenizer::SpmScoreTokenizer(const GgufVocab& v)
-    : tokens_(v.tokens), scores_(v.scores), types_(v.token_types), add_space_prefix_(v.add_space_prefix.value_or(true)) {
+    : tokens_(v.tokens),
+      scores_(v.scores),
+      types_(v.token_types),
+      add_space_prefix_(v.add_space_prefix.value_or(true)),
+      remove_extra_whitespaces_(v.remove_extra_whitespaces.value_or(false)) {
   const std::string src = "GGUF vocabulary (tokenizer.ggml.model = \"" + v.model + "\")";
   ARQ_CHECK(!tokens_.empty(), IoError, src, ": tokenizer.ggml.tokens is empty");
   ARQ_CHECK(scores_.size() == tokens_.size(), IoError, src, ": tokenizer.ggml.scores has ", scores_.size(),
@@ -79,6 +84,25 @@ void SpmScoreTokenizer::emit_piece(const std::string& piece, std::vector<int32_t
 }
 
 void SpmScoreTokenizer::encode_segment(std::string_view text, std::vector<int32_t>& out) const {
+  if (remove_extra_whitespaces_) {
+    // sentencepiece's normalizer: drop leading and trailing spaces, one space per run (only
+    // U+0020: the identity normalizer leaves '\n' and '\t' alone).
+    std::string squeezed;
+    squeezed.reserve(text.size());
+    for (char c : text) {
+      if (c == ' ' && (squeezed.empty() || squeezed.back() == ' ')) continue;
+      squeezed.push_back(c);
+    }
+    while (!squeezed.empty() && squeezed.back() == ' ') squeezed.pop_back();
+    if (squeezed.size() != text.size()) {
+      encode_symbols(squeezed, out);
+      return;
+    }
+  }
+  encode_symbols(text, out);
+}
+
+void SpmScoreTokenizer::encode_symbols(std::string_view text, std::vector<int32_t>& out) const {
   if (text.empty()) return;
   std::string norm;
   norm.reserve(text.size() + 3 * 8);
@@ -90,6 +114,11 @@ void SpmScoreTokenizer::encode_segment(std::string_view text, std::vector<int32_
   // Symbols are byte ranges of `norm`; `left`/`right` record the merge tree for UNUSED pieces.
   struct Sym { size_t b, e; int32_t prev, next; int32_t left = -1, right = -1; bool alive = true; };
   std::vector<Sym> sym;
+  // n initial symbols, and each of at most n - 1 merges appends its two halves: < 3n nodes.
+  // Reserving them up front keeps references into `sym` valid across the merge loop.
+  ARQ_CHECK(3 * norm.size() < static_cast<size_t>(INT32_MAX), Error, "SPM encode: a text segment of ", text.size(),
+            " bytes is too long (symbol ids are int32)");
+  sym.reserve(3 * norm.size());
   for (size_t i = 0; i < norm.size();) {
     size_t len = 0;
     for (const std::string& u : user_defined_)
@@ -125,12 +154,16 @@ void SpmScoreTokenizer::encode_segment(std::string_view text, std::vector<int32_
     if (!a.alive || a.next != c.right) continue;
     Sym& b = sym[static_cast<size_t>(c.right)];
     if (!b.alive || b.e - a.b != c.len) continue;  // a side grew since this pair was seen
-    // Keep the halves as new nodes so an UNUSED result can be split again.
+    // Keep the halves as new nodes so an UNUSED result can be split again. Copy both before
+    // appending: were `sym` ever to reallocate, `a` and `b` would dangle (the cause of a crash
+    // on long inputs, where the freed block is unmapped).
+    const Sym ha{a.b, a.e, -1, -1, a.left, a.right, false};
+    const Sym hb{b.b, b.e, -1, -1, b.left, b.right, false};
     const int32_t lh = static_cast<int32_t>(sym.size());
-    sym.push_back({a.b, a.e, -1, -1, a.left, a.right, false});
+    sym.push_back(ha);
     const int32_t rh = static_cast<int32_t>(sym.size());
-    sym.push_back({b.b, b.e, -1, -1, b.left, b.right, false});
-    Sym& a2 = sym[static_cast<size_t>(c.left)];  // push_back may have moved the vector
+    sym.push_back(hb);
+    Sym& a2 = sym[static_cast<size_t>(c.left)];
     Sym& b2 = sym[static_cast<size_t>(c.right)];
     a2.e = b2.e;
     a2.left = lh;

@@ -6,6 +6,9 @@
 // character; the adjacent pair whose concatenation is a piece with the highest score merges
 // first (leftmost on ties); UNUSED results are split back into their halves; a symbol that is
 // not a piece becomes its UTF-8 bytes as <0xXX> pieces (or <unk> without byte pieces).
+// With GgufVocab::remove_extra_whitespaces (GGUF `tokenizer.ggml.remove_extra_whitespaces`,
+// absent in llama.cpp's SPM files, so off by default) each stretch first loses its leading and
+// trailing spaces and every run of spaces becomes one, as sentencepiece's normalizer does.
 //
 //   auto tok = SpmScoreTokenizer::from_gguf_vocab(vocab);
 //   tok->encode("Hello world", false);   // Llama-2: {15043, 3186}
@@ -37,7 +40,9 @@ class SpmScoreTokenizer : public Tokenizer {
   void encode_text(std::string_view text, bool parse_special, std::vector<int32_t>& out) const override;
 
  private:
+  // One stretch without control tokens: applies remove_extra_whitespaces, then encode_symbols.
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_symbols(std::string_view text, std::vector<int32_t>& out) const;
   void emit_piece(const std::string& piece, std::vector<int32_t>& out) const;
 
   std::vector<std::string> tokens_;   // [n_vocab]
@@ -48,6 +53,7 @@ class SpmScoreTokenizer : public Tokenizer {
   std::vector<std::string> user_defined_;                  // longest first
   int32_t byte_id_[256];              // <0xXX> pieces, -1 when absent
   bool add_space_prefix_ = true;
+  bool remove_extra_whitespaces_ = false;   // llama.cpp's SPM keeps every space
 };
 
 }  // namespace arq::io

@@ -3,16 +3,30 @@
 #include <filesystem>
 
 #include "io/config.h"
+#include "io/ggml_blocks.h"
+#include "io/tokenizer_gguf.h"
 #include "models/family.h"
 
 namespace arq::models {
 
+StoreSource::StoreSource(io::WeightStore store)
+    : StoreSource(std::make_shared<const io::WeightStore>(std::move(store))) {}
+
+StoreSource::StoreSource(std::shared_ptr<const io::WeightStore> store)
+    : store_(std::move(store)), packed_(io::PackedCheckpoint::open(store_)) {}
+
 std::optional<Shape> StoreSource::shape(const std::string& name) const {
-  if (!store_.has(name)) return std::nullopt;
-  return store_.info(name).shape;
+  if (packed_ && packed_->is_packed(name)) return packed_->shape(name);
+  if (!store_->has(name)) return std::nullopt;
+  return store_->info(name).shape;
 }
 
-Tensor StoreSource::get(const std::string& name) const { return store_.view(name); }
+Tensor StoreSource::get(const std::string& name) const {
+  if (packed_ && packed_->is_packed(name)) return packed_->get(name);
+  return store_->view(name);
+}
+
+std::vector<std::string> StoreSource::names() const { return packed_ ? packed_->names() : store_->names(); }
 
 // ---- GGUF -------------------------------------------------------------------------------------
 
@@ -68,11 +82,22 @@ Tensor GgufSource::get(const std::string& name) const {
   const std::string g = gguf_name(name);
   ARQ_CHECK(!g.empty() && file_->find(g), IoError, "tensor '", name, "' (GGUF '", g, "') not found in ", file_->path());
   const io::GgufTensorInfo& info = file_->info(g);
-  ARQ_CHECK(info.ggml_type == io::kGgmlF32 || info.ggml_type == io::kGgmlF16 || info.ggml_type == io::kGgmlBF16,
-            UnsupportedError, "GGUF tensor '", g, "' in ", file_->path(), " has ggml type ",
-            io::ggml_type_info(info.ggml_type) ? io::ggml_type_info(info.ggml_type)->name : "?",
-            "; only F32/F16/BF16 GGUF files can be evaluated so far");
-  Tensor t = file_->view(g);
+  Tensor t;
+  if (info.ggml_type == io::kGgmlF32 || info.ggml_type == io::kGgmlF16 || info.ggml_type == io::kGgmlBF16) {
+    t = file_->view(g);
+  } else {
+    const io::GgmlTypeTraits* traits = io::ggml_traits_or_null(info.ggml_type);
+    ARQ_CHECK(traits && traits->quantized, UnsupportedError, "GGUF tensor '", g, "' ", shape_str(info.shape), " in ",
+              file_->path(), " has ggml type ", info.ggml_type, " (",
+              io::ggml_type_info(info.ggml_type) ? io::ggml_type_info(info.ggml_type)->name : "unknown",
+              "), which ar-quant cannot dequantize");
+    const io::GgufRawTensor raw = file_->raw(g);
+    try {
+      t = io::ggml_dequantize(raw.data, raw.nbytes, traits->type, info.shape);
+    } catch (const Error& e) {
+      throw IoError(cat("GGUF tensor '", g, "' in ", file_->path(), ": ", e.what()));
+    }
+  }
   const bool is_q = name.find("self_attn.q_proj.") != std::string::npos;
   const bool is_k = name.find("self_attn.k_proj.") != std::string::npos;
   if (unpermute_qk_ && (is_q || is_k)) {
@@ -175,34 +200,11 @@ CausalLM load_causal_lm(const std::string& path, const LoadOptions& options) {
   return CausalLM(std::move(spec), std::move(src), options);
 }
 
-io::GgufVocab gguf_vocab(const io::GgufFile& f) {
-  const io::GgufMetadata& m = f.metadata();
-  io::GgufVocab v;
-  v.model = m.get_string("tokenizer.ggml.model");
-  if (m.has("tokenizer.ggml.pre")) v.pre = m.get_string("tokenizer.ggml.pre");
-  v.tokens = m.get_strings("tokenizer.ggml.tokens");
-  if (m.has("tokenizer.ggml.scores"))
-    for (double x : m.get_floats("tokenizer.ggml.scores")) v.scores.push_back(static_cast<float>(x));
-  if (m.has("tokenizer.ggml.token_type"))
-    for (int64_t x : m.get_ints("tokenizer.ggml.token_type")) v.token_types.push_back(static_cast<int32_t>(x));
-  if (m.has("tokenizer.ggml.merges")) v.merges = m.get_strings("tokenizer.ggml.merges");
-  auto id = [&](const char* key) { return m.has(key) ? static_cast<int32_t>(m.get_i64(key)) : -1; };
-  v.bos = id("tokenizer.ggml.bos_token_id");
-  v.eos = id("tokenizer.ggml.eos_token_id");
-  v.unk = id("tokenizer.ggml.unknown_token_id");
-  v.pad = id("tokenizer.ggml.padding_token_id");
-  v.eot = id("tokenizer.ggml.eot_token_id");
-  if (m.has("tokenizer.ggml.add_bos_token")) v.add_bos = m.get_bool("tokenizer.ggml.add_bos_token");
-  if (m.has("tokenizer.ggml.add_eos_token")) v.add_eos = m.get_bool("tokenizer.ggml.add_eos_token");
-  if (m.has("tokenizer.ggml.add_space_prefix")) v.add_space_prefix = m.get_bool("tokenizer.ggml.add_space_prefix");
-  return v;
-}
-
 std::unique_ptr<io::Tokenizer> load_model_tokenizer(const std::string& path) {
   if (is_gguf_path(path)) {
     io::GgufFile f = io::GgufFile::open(path);
     ARQ_CHECK(f.metadata().has("tokenizer.ggml.model"), IoError, path, ": no tokenizer in the GGUF metadata");
-    return io::tokenizer_from_gguf_vocab(gguf_vocab(f));
+    return io::tokenizer_from_gguf_vocab(io::gguf_vocab_from_metadata(f.metadata()));
   }
   return io::load_tokenizer(path);
 }

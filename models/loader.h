@@ -1,6 +1,7 @@
 // Opening a model from disk: a Hugging Face folder (config.json + safetensors, through
-// io::WeightStore, memory-mapped) or a GGUF file (metadata → DecoderSpec, GGUF tensor names
-// → HF names, llama-arch Q/K rows un-permuted back to HF's rotate-half order).
+// io::WeightStore, memory-mapped; auto_round / GPTQ / AWQ packed Linears dequantized on load)
+// or a GGUF file (metadata → DecoderSpec, GGUF tensor names → HF names, llama-arch Q/K rows
+// un-permuted back to HF's rotate-half order, quantized ggml types dequantized on load).
 //
 //   CausalLM lm = load_causal_lm("models/stories260k");        // or "stories260k.gguf"
 //   Tensor logits = lm.forward(ids);
@@ -10,6 +11,7 @@
 #include <string>
 
 #include "io/gguf.h"
+#include "io/pack_load.h"
 #include "io/tokenizer.h"
 #include "io/weight_store.h"
 #include "models/causal_lm.h"
@@ -17,22 +19,28 @@
 
 namespace arq::models {
 
-// Tensors of a Hugging Face folder.
+// Tensors of a Hugging Face folder. When config.json has an auto_round / gptq / awq
+// quantization_config (io::PackedCheckpoint), every packed Linear X (X.qweight, X.qzeros,
+// X.scales, X.g_idx) is served as X.weight, dequantized to f32 [out, in] on each get().
 class StoreSource : public TensorSource {
  public:
-  explicit StoreSource(io::WeightStore store) : store_(std::move(store)) {}
+  explicit StoreSource(io::WeightStore store);
+  explicit StoreSource(std::shared_ptr<const io::WeightStore> store);
   std::optional<Shape> shape(const std::string& name) const override;
   Tensor get(const std::string& name) const override;   // zero-copy view when possible
-  std::vector<std::string> names() const override { return store_.names(); }
-  std::string origin() const override { return store_.folder(); }
-  const io::WeightStore& store() const { return store_; }
+  std::vector<std::string> names() const override;
+  std::string origin() const override { return store_->folder(); }
+  const io::WeightStore& store() const { return *store_; }
+  // The packed-checkpoint reader, null for a plain (unquantized) folder.
+  const io::PackedCheckpoint* packed() const { return packed_ ? &*packed_ : nullptr; }
 
  private:
-  io::WeightStore store_;
+  std::shared_ptr<const io::WeightStore> store_;
+  std::optional<io::PackedCheckpoint> packed_;
 };
 
-// Tensors of a GGUF file (F32/F16/BF16 tensors; quantized ggml types are an UnsupportedError
-// until a dequantizer is wired in), under their HF names.
+// Tensors of a GGUF file under their HF names: F32/F16/BF16 as zero-copy views, quantized ggml
+// types (q8_0, q4_K, …) dequantized to f32 on each get().
 class GgufSource : public TensorSource {
  public:
   // `unpermute_qk`: llama-arch files store Q/K rows in interleaved-RoPE order (§4.8).
@@ -60,10 +68,7 @@ bool is_gguf_path(const std::string& path);
 CausalLM load_causal_lm(const std::string& path, const LoadOptions& options = {});
 
 // The tokenizer that goes with a model path: the folder's tokenizer files (io::load_tokenizer),
-// or the `tokenizer.ggml.*` metadata of a .gguf file.
+// or the `tokenizer.ggml.*` metadata of a .gguf file (io::gguf_vocab_from_metadata).
 std::unique_ptr<io::Tokenizer> load_model_tokenizer(const std::string& path);
-
-// The `tokenizer.ggml.*` keys of a GGUF file as an io::GgufVocab.
-io::GgufVocab gguf_vocab(const io::GgufFile& file);
 
 }  // namespace arq::models

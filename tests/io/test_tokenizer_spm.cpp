@@ -4,6 +4,7 @@
 // shared/: stories260k's tokenizer.model vs its GGUF twin on the calibration text.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <random>
 
 #include "engine/error.h"
@@ -54,6 +55,11 @@ TEST_CASE("spm: tiny trained model, SPM-by-score equals libsentencepiece") {
   CHECK(spm.eos_id() == 2);
   CHECK(spm.add_bos_token());
   CHECK(spm.token_type(3) == 6);  // <0x00>
+  const SpmTokenizer::NormalizerFlags nf = spm.normalizer_flags();   // as trained above
+  CHECK(nf.name == "identity");
+  CHECK(nf.add_dummy_prefix);
+  CHECK_FALSE(nf.remove_extra_whitespaces);
+  CHECK(nf.escape_whitespaces);
   SpmScoreTokenizer score(vocab_of(spm));
   std::mt19937 rng(3);
   int same = 0;
@@ -81,6 +87,58 @@ TEST_CASE("spm: tiny trained model, SPM-by-score equals libsentencepiece") {
   CHECK(spm.piece_to_id("<0x41>") == 3 + 0x41);
   CHECK(spm.piece_to_id("no-such-piece") == -1);
   CHECK_THROWS_AS(spm.id_to_piece(400), arq::Error);
+}
+
+TEST_CASE("spm: a long text in one segment (regression: crashed on ~0.5 MB)") {
+  // One stretch of ~600 KB. The crash was a reference into the symbol table kept across its
+  // reallocation; glibc unmaps (rather than recycles) a freed block above its 32 MiB mmap
+  // threshold, which the table passes at ~1.8M symbols of 40 bytes here (~420 KB of text with
+  // stories260k's vocabulary), so the old code read unmapped memory and crashed.
+  const std::string model = arq::io::test::tiny_spm_model();
+  REQUIRE_MESSAGE(!model.empty(), "sentencepiece training failed");
+  SpmTokenizer spm(model);
+  SpmScoreTokenizer score(vocab_of(spm));
+  std::string text = arq::io::test::generated_text(18000, 29);
+  text += "  double  spaces, \xC3\xA9t\xC3\xA9 \xF0\x9F\x98\x80\n";
+  // The table grows by doubling and each merge appends two nodes, so the one reallocation past
+  // 2^20 nodes hits the first of the pair (the one that left the reference dangling) when the
+  // initial symbol count (characters + the dummy prefix) is even.
+  const auto n_symbols = 1 + std::count_if(text.begin(), text.end(), [](char c) { return (c & 0xC0) != 0x80; });
+  if (n_symbols % 2 != 0) text += "!";
+  REQUIRE(text.size() > 500000);
+  const Ids want = spm.encode(text, false);
+  const Ids got = score.encode(text, false);
+  MESSAGE(text.size(), " bytes -> ", got.size(), " tokens (libsentencepiece: ", want.size(), ")");
+  CHECK(got == want);
+  CHECK(score.decode(got) == text);
+}
+
+TEST_CASE("spm: remove_extra_whitespaces follows sentencepiece's normalizer") {
+  const std::string model = arq::io::test::tiny_spm_model(true);
+  REQUIRE_MESSAGE(!model.empty(), "sentencepiece training failed");
+  SpmTokenizer spm(model);
+  CHECK(spm.normalizer_flags().remove_extra_whitespaces);
+  GgufVocab v = vocab_of(spm);
+  SpmScoreTokenizer keep(v);   // no key: llama.cpp keeps every space
+  v.remove_extra_whitespaces = spm.normalizer_flags().remove_extra_whitespaces;
+  SpmScoreTokenizer squeeze(v);
+  std::mt19937 rng(5);
+  int same = 0;
+  const int n = 300;
+  for (int t = 0; t < n; ++t) {
+    std::string s = random_text(rng);
+    if (t % 3 == 0) s = "  " + s + "   ";
+    const Ids want = spm.encode(s, false);
+    if (squeeze.encode(s, false) == want) ++same;
+    else if (same + 5 > t) MESSAGE("mismatch on \"", s, "\"");
+  }
+  MESSAGE("remove_extra_whitespaces: SPM-by-score vs libsentencepiece: ", same, "/", n, " identical");
+  CHECK(same == n);
+  CHECK(squeeze.encode(" the  cat ", false) == spm.encode(" the  cat ", false));
+  CHECK(keep.encode(" the  cat ", false) != spm.encode(" the  cat ", false));
+  CHECK(squeeze.encode("   ", false).empty());
+  // Each stretch between control tokens is normalized on its own, as SpmTokenizer does.
+  CHECK(squeeze.encode("the  </s>  cat", false) == spm.encode("the  </s>  cat", false));
 }
 
 TEST_CASE("spm: missing or broken model files") {
@@ -139,4 +197,34 @@ TEST_CASE("spm: stories260k tokenizer.model vs its GGUF twin, and tokenizer_conf
   }
   MESSAGE("stories260k: GGUF SPM-by-score == libsentencepiece on ", same, "/", lines, " lines");
   CHECK(same == lines);
+}
+
+TEST_CASE("spm: stories260k, the whole calibration file in one piece") {
+  const std::string gguf = shared_file("models/stories260k.gguf");
+  const std::string text_path = shared_file("data/tinystories-calib.txt");
+  if (gguf.empty() || text_path.empty() || shared_file("models/stories260k/tokenizer.model").empty()) {
+    MESSAGE("SKIP: shared/models/stories260k(.gguf) or data/tinystories-calib.txt not found");
+    return;
+  }
+  const std::string text = arq::io::test::slurp(text_path);
+  auto spm = load_tokenizer(shared_file("models/stories260k"));
+  const Ids want = spm->encode(text, false);
+  // As the GGUF file says (no remove_extra_whitespaces key): every space kept, as llama.cpp.
+  auto g = load_tokenizer_gguf(gguf);
+  const Ids got = g->encode(text, false);
+  // With the normalizer flag the HF tokenizer.model has: the same ids as libsentencepiece.
+  GgufVocab v = gguf_vocab_from_metadata(GgufFile::open(gguf).metadata());
+  CHECK_FALSE(v.remove_extra_whitespaces.has_value());
+  const SpmTokenizer::NormalizerFlags nf = SpmTokenizer(shared_file("models/stories260k/tokenizer.model")).normalizer_flags();
+  CHECK(nf.name == "identity");
+  CHECK(nf.add_dummy_prefix);
+  CHECK(nf.remove_extra_whitespaces);
+  v.remove_extra_whitespaces = nf.remove_extra_whitespaces;
+  const Ids squeezed = SpmScoreTokenizer(v).encode(text, false);
+  MESSAGE("tinystories-calib.txt (", text.size(), " bytes): libsentencepiece ", want.size(), " tokens, GGUF ",
+          got.size(), ", GGUF + remove_extra_whitespaces ", squeezed.size());
+  CHECK(squeezed == want);
+  // The file has a few double spaces, so keeping them changes the count, but only slightly.
+  CHECK(got.size() >= want.size());
+  CHECK(got.size() < want.size() + 50);
 }

@@ -73,24 +73,27 @@ inline std::string generated_text(int n_sentences, uint32_t seed) {
 
 // A tiny sentencepiece BPE model (Llama-2 style: byte fallback, dummy prefix, identity
 // normalizer, extra whitespace kept), trained once per process into the temp dir.
-inline std::string tiny_spm_model() {
-  static std::once_flag once;
-  static std::string path;
+// `remove_extra_whitespaces`: the variant whose normalizer strips and collapses spaces, as
+// stories260k's does (sentencepiece's default).
+inline std::string tiny_spm_model(bool remove_extra_whitespaces = false) {
+  static std::once_flag once[2];
+  static std::string path[2];
   // Removes the training folder when the test process exits.
   static TempDir dir_holder("tiny_spm");
-  std::call_once(once, [] {
+  const int k = remove_extra_whitespaces ? 1 : 0;
+  std::call_once(once[k], [k] {
     const auto dir = dir_holder.path;
     const auto text = dir / "train.txt";
-    std::ofstream(text) << generated_text(3000, 17);
-    const std::string prefix = (dir / "tiny").string();
+    if (!std::filesystem::exists(text)) std::ofstream(text) << generated_text(3000, 17);
+    const std::string prefix = (dir / (k ? "tiny_rmws" : "tiny")).string();
     const auto st = sentencepiece::SentencePieceTrainer::Train(
         "--input=" + text.string() + " --model_prefix=" + prefix +
         " --vocab_size=400 --model_type=bpe --byte_fallback=true --character_coverage=1.0"
-        " --normalization_rule_name=identity --remove_extra_whitespaces=false --add_dummy_prefix=true"
-        " --bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --minloglevel=2");
-    if (st.ok()) path = prefix + ".model";
+        " --normalization_rule_name=identity --remove_extra_whitespaces=" + (k ? "true" : "false") +
+        " --add_dummy_prefix=true --bos_id=1 --eos_id=2 --unk_id=0 --pad_id=-1 --minloglevel=2");
+    if (st.ok()) path[k] = prefix + ".model";
   });
-  return path;
+  return path[k];
 }
 
 }  // namespace arq::io::test
