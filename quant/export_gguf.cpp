@@ -89,6 +89,11 @@ void add_tokenizer_metadata(io::GgufMetadata& md, const std::string& folder, con
     md.set("tokenizer.ggml.tokens", io::gguf_string_array(std::move(tokens)));
     md.set("tokenizer.ggml.scores", io::gguf_f32_array(scores));
     md.set("tokenizer.ggml.token_type", io::gguf_i32_array(types));
+    // llama.cpp's SPM path keeps every space unless told otherwise; record the model's own
+    // normalizer so a reader tokenizes exactly as sentencepiece does.
+    const io::SpmTokenizer::NormalizerFlags nf = spm->normalizer_flags();
+    md.set("tokenizer.ggml.add_space_prefix", GgufValue::make_bool(nf.add_dummy_prefix));
+    md.set("tokenizer.ggml.remove_extra_whitespaces", GgufValue::make_bool(nf.remove_extra_whitespaces));
   } else {
     md.set("tokenizer.ggml.model", GgufValue::make_string("gpt2"));
     md.set("tokenizer.ggml.pre", GgufValue::make_string(arch == "llama" ? "llama-bpe" : "qwen2"));
