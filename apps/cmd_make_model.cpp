@@ -1,6 +1,11 @@
 // ar-quant make-model: a model of any supported family with random weights, saved as an HF
 // folder (the fixtures of tests and examples).
+//
+// With --config the config.json written is the one read (every field, unknown keys included,
+// so transformers builds the same model), with torch_dtype set to the stored dtype and
+// architectures filled in when the file had none. Without it, the size flags describe the model.
 #include <cstdio>
+#include <optional>
 
 #include "apps/commands.h"
 #include "apps/flags.h"
@@ -41,8 +46,10 @@ int cmd_make_model(const Args& args) {
   }
   const std::string out = f.require("output_dir");
   models::DecoderSpec spec;
+  std::optional<io::ModelConfig> cfg;
   if (f.has("config")) {
-    spec = models::decoder_spec(io::load_config(f.str("config")), f.str("config"));
+    cfg = io::load_config(f.str("config"));
+    spec = models::decoder_spec(*cfg, f.str("config"));
   } else {
     const std::string arch = f.str("arch");
     models::family_for(arch);   // UsageError-like ConfigError for an unknown family
@@ -78,6 +85,12 @@ int cmd_make_model(const Args& args) {
   models::SaveOptions so;
   so.tokenizer_dir = f.str("tokenizer");
   models::save_pretrained(lm, out, so);
+  if (cfg) {
+    io::DecoderConfig& d = io::decoder_config(*cfg);
+    d.torch_dtype = dtype == DType::bf16 ? "bfloat16" : dtype == DType::f16 ? "float16" : "float32";
+    if (d.architectures.empty()) d.architectures = io::decoder_config(models::model_config(spec)).architectures;
+    io::save_config(out, *cfg);   // replaces the spec-derived config.json save_pretrained wrote
+  }
   int64_t params = 0;
   for (const std::string& n : models::checkpoint_tensor_names(spec)) params += shape_numel(*lm.source().shape(n));
   std::printf("wrote %s model (%lld parameters, %s) to %s\n", spec.model_type.c_str(), static_cast<long long>(params),

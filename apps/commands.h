@@ -11,5 +11,12 @@ namespace arq::app {
 using Args = std::vector<std::string>;
 
 int cmd_selftest(const Args& args);
+int cmd_demo(const Args& args);
+int cmd_eval(const Args& args);
+int cmd_generate(const Args& args);
+int cmd_make_model(const Args& args);
+int cmd_quantize(const Args& args);
+int cmd_tokenize(const Args& args);
+int cmd_inspect(const Args& args);
 
 }  // namespace arq::app

@@ -18,6 +18,13 @@ struct Command {
 
 const Command kCommands[] = {
     {"selftest", "run one matmul on every available device and print the compiled backends", arq::app::cmd_selftest},
+    {"demo", "train a small model on the fortunes corpus, quantize it (RTN, SignRound) and compare", arq::app::cmd_demo},
+    {"eval", "perplexity of a model on a text file (chunks of --seqlen, BOS-prefixed)", arq::app::cmd_eval},
+    {"generate", "greedy or sampled text from a prompt", arq::app::cmd_generate},
+    {"make-model", "a random-weight model of any supported family, saved as an HF folder", arq::app::cmd_make_model},
+    {"quantize", "quantize a model with SignRound / RTN (AutoRound flags; also: ar-quant --model ...)", arq::app::cmd_quantize},
+    {"tokenize", "text on stdin -> token ids (or ids -> text with --decode) with a model's tokenizer", arq::app::cmd_tokenize},
+    {"inspect", "architecture, parameter count, dtypes and tensors of a model folder, safetensors or GGUF file", arq::app::cmd_inspect},
 };
 
 void print_usage(FILE* f) {
@@ -45,6 +52,8 @@ int main(int argc, char** argv) {
       std::printf("ar-quant %s\n", ARQ_VERSION);
       return 0;
     }
+    // `ar-quant --model …` (flags with no subcommand) quantizes, like `auto-round --model …`.
+    if (args[0].rfind("--", 0) == 0) return arq::app::cmd_quantize(args);
     for (const Command& c : kCommands) {
       if (args[0] == c.name) return c.run(std::vector<std::string>(args.begin() + 1, args.end()));
     }
