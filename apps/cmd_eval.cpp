@@ -4,6 +4,7 @@
 #include <fstream>
 #include <unistd.h>
 
+#include "io/json_util.h"
 #include "apps/commands.h"
 #include "apps/flags.h"
 #include "engine/ops.h"
@@ -15,11 +16,6 @@ namespace arq::app {
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  ARQ_CHECK(f, IoError, "cannot open text file '", path, "'");
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
 
 Device parse_device(const std::string& s) {
   if (s == "cpu") return Device::cpu();
@@ -65,7 +61,7 @@ int cmd_eval(const Args& args) {
   lo.dtype = parse_dtype(f.str("dtype"));
   models::CausalLM lm = models::load_causal_lm(model_path, lo);
   auto tok = models::load_model_tokenizer(model_path);
-  const std::vector<int32_t> ids = tok->encode(read_file(text_path), io::EncodeOptions{.add_bos = false, .add_eos = false});
+  const std::vector<int32_t> ids = tok->encode(io::read_text_file(text_path), io::EncodeOptions{.add_bos = false, .add_eos = false});
   int64_t bos = tok->bos_id() >= 0 ? tok->bos_id() : lm.spec().bos_token_id;
   ARQ_CHECK(bos >= 0, UsageError, "the model has no BOS token (tokenizer and config.json bos_token_id are unset)");
 

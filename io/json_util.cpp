@@ -1,5 +1,8 @@
 #include "io/json_util.h"
 
+#include <fstream>
+#include <iterator>
+
 #include <simdjson.h>
 
 #include <algorithm>
@@ -187,6 +190,14 @@ JsonValue parse_json(std::string_view text, const std::string& origin) {
   const auto err = parser.parse(text.data(), text.size()).get(root);
   if (err) throw IoError(cat(origin, ": malformed JSON (", simdjson::error_message(err), ")"));
   return from_simdjson(root);
+}
+
+std::string read_text_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw IoError(cat("cannot open '", path, "'"));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw IoError(cat("error reading '", path, "'"));
+  return text;
 }
 
 void write_text_file_atomic(const std::string& path, std::string_view text) {

@@ -83,6 +83,9 @@ JsonValue from_simdjson(const simdjson::dom::element& e);
 // Parse a whole JSON text into a tree; `origin` names the file in errors (IoError).
 JsonValue parse_json(std::string_view text, const std::string& origin);
 
+// The whole file as bytes. IoError "cannot open '<path>'" / "error reading '<path>'".
+std::string read_text_file(const std::string& path);
+
 // Write `text` to `path` atomically: to "<path>.tmp", then rename. Throws IoError.
 void write_text_file_atomic(const std::string& path, std::string_view text);
 

@@ -19,13 +19,6 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ARQ_CHECK(in, IoError, path, ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // Python re.match semantics (anchored at the start, not the end), or an exact name.
 bool name_matches(const std::string& pattern, const std::string& name) {
@@ -69,7 +62,7 @@ HfQuantConfig parse_hf_quant_config(const JsonValue& qc, const std::string& orig
 std::optional<HfQuantConfig> read_hf_quant_config(const std::string& folder) {
   const std::string path = (std::filesystem::path(folder) / "config.json").string();
   if (!std::filesystem::exists(path)) return std::nullopt;
-  const JsonValue cfg = parse_json(read_text(path), path);
+  const JsonValue cfg = parse_json(io::read_text_file(path), path);
   const JsonValue* qc = cfg.find("quantization_config");
   if (!qc || !qc->is_object()) return std::nullopt;
   HfQuantConfig c = parse_hf_quant_config(*qc, path);

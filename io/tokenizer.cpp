@@ -1,3 +1,4 @@
+#include "io/json_util.h"
 #include "io/tokenizer.h"
 
 #include <simdjson.h>
@@ -33,13 +34,6 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos) cons
 
 namespace {
 
-std::string read_file(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  ARQ_CHECK(f.good(), IoError, "cannot open '", p.string(), "'");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 // The On-Demand API is used on purpose: HF config files may hold integers beyond 64 bits
 // (Llama-3's "model_max_length": 1000000000000000019884624838656), which the DOM parser
@@ -71,7 +65,7 @@ TokField token_field(od::value v, std::string& text) {
 template <class Fn>
 bool for_each_field(const fs::path& p, Fn&& fn) {
   if (!fs::is_regular_file(p)) return false;
-  const simdjson::padded_string padded(read_file(p));
+  const simdjson::padded_string padded(read_text_file(p));
   od::parser parser;
   od::document doc;
   od::object obj;

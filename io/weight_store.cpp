@@ -1,3 +1,4 @@
+#include "io/json_util.h"
 #include "io/weight_store.h"
 
 #include <simdjson.h>
@@ -15,17 +16,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  ARQ_CHECK(in, IoError, "cannot open '", p.string(), "'");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // weight_map of an index file: tensor name -> shard file name.
 std::vector<std::pair<std::string, std::string>> read_weight_map(const fs::path& index) {
-  const std::string text = read_text(index);
+  const std::string text = read_text_file(index);
   simdjson::dom::parser parser;
   simdjson::dom::element root;
   if (const auto err = parser.parse(text).get(root))

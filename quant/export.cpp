@@ -42,13 +42,6 @@ bool ends_with(const std::string& s, const std::string& suf) {
   return s.size() >= suf.size() && s.compare(s.size() - suf.size(), suf.size(), suf) == 0;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ARQ_CHECK(in, IoError, path, ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 std::string regex_escape(const std::string& s) {
   std::string o;
@@ -364,7 +357,7 @@ void write_hf_folder(const ExportSource& src, const ExportFormat& f, const std::
   JsonValue cfg = src.config;
   if (cfg.is_null()) {
     const std::string p = (fs::path(src.model_folder) / "config.json").string();
-    cfg = io::parse_json(read_text(p), p);
+    cfg = io::parse_json(io::read_text_file(p), p);
   }
   const JsonValue qc = hf_quantization_config(src, f, pf, fp_layers);
   cfg.set("quantization_config", qc);

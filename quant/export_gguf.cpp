@@ -1,4 +1,5 @@
 // GGUF export: metadata, names, Q/K permutation, per-tensor types, streamed tensor data.
+#include "io/json_util.h"
 #include "quant/export_gguf.h"
 
 #include <algorithm>
@@ -49,13 +50,6 @@ bool has(const std::string& s, const char* part) { return s.find(part) != std::s
 
 bool use_more_bits(int64_t i, int64_t n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  ARQ_CHECK(in, IoError, path, ": cannot open");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 int64_t jint(const io::JsonValue& cfg, const char* key, int64_t dflt) {
   const io::JsonValue* v = cfg.find(key);
@@ -102,7 +96,7 @@ void add_tokenizer_metadata(io::GgufMetadata& md, const std::string& folder, con
     md.set("tokenizer.ggml.token_type", io::gguf_i32_array(types));
     const std::string tj = (fs::path(folder) / "tokenizer.json").string();
     if (fs::exists(tj)) {
-      const io::JsonValue j = io::parse_json(read_text(tj), tj);
+      const io::JsonValue j = io::parse_json(io::read_text_file(tj), tj);
       std::vector<std::string> merges;
       if (const io::JsonValue* m = j.find("model"); m && m->find("merges"))
         for (const io::JsonValue& e : m->find("merges")->elements())
@@ -188,7 +182,7 @@ void export_gguf(const ExportSource& src, const ExportFormat& f, const std::stri
   io::JsonValue cfg = src.config;
   if (cfg.is_null()) {
     const std::string p = (fs::path(src.model_folder) / "config.json").string();
-    cfg = io::parse_json(read_text(p), p);
+    cfg = io::parse_json(io::read_text_file(p), p);
   }
   const io::JsonValue* mt = cfg.find("model_type");
   const std::string model_type = mt ? mt->as_string() : "";
