@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/shared_assets.h"
+
 namespace arq::test {
 
 // A fresh folder under the system temp dir, removed (with its contents) on destruction.
@@ -46,21 +48,6 @@ inline std::vector<float> read_f32_file(const std::string& path) {
   std::vector<float> v(b.size() / 4);
   std::memcpy(v.data(), b.data(), v.size() * 4);
   return v;
-}
-
-// Path of a file under $ARQ_SHARED_DIR, or "" (with a MESSAGE) when it is absent.
-inline std::string export_shared_file(const std::string& rel) {
-  const char* dir = std::getenv("ARQ_SHARED_DIR");
-  if (!dir) {
-    MESSAGE("ARQ_SHARED_DIR is not set: skipping the test that needs " << rel);
-    return "";
-  }
-  const std::string p = std::string(dir) + "/" + rel;
-  if (!std::filesystem::exists(p)) {
-    MESSAGE("shared asset " << p << " is absent: skipping");
-    return "";
-  }
-  return p;
 }
 
 inline uint32_t float_bits(float f) {

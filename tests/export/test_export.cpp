@@ -340,7 +340,7 @@ TEST_CASE("export: Q/K permutation puts rotary pairs side by side") {
 }
 
 TEST_CASE("export: stories260k to every HF format and GGUF, read back") {
-  const std::string cfg = arq::test::export_shared_file("models/stories260k/config.json");
+  const std::string cfg = arq::test::shared_file("models/stories260k/config.json");
   if (cfg.empty()) return;
   const std::string folder = fs::path(cfg).parent_path().string();
   auto store = std::make_shared<const io::WeightStore>(io::WeightStore::open(folder));

@@ -138,7 +138,7 @@ TEST_CASE("ggml traits: struct sizes agree with the GGUF reader's type table") {
 }
 
 TEST_CASE("ggml golden: quantize input.f32 byte-exact, dequantize bit-exact") {
-  const std::string input = arq::test::export_shared_file("golden/ggml/input.f32");
+  const std::string input = arq::test::shared_file("golden/ggml/input.f32");
   if (input.empty()) return;
   const std::string dir = input.substr(0, input.size() - std::string("input.f32").size());
   const std::vector<float> x = arq::test::read_f32_file(input);

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tests/shared_assets.h"
+
 namespace arq::test {
 
 // A fresh folder under the system temp dir, removed (with its contents) on destruction.
@@ -55,21 +57,6 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
   std::string s;
   append_u64(s, header.size());
   return s + header + data;
-}
-
-// Path of a file under $ARQ_SHARED_DIR, or "" (with a MESSAGE) when it is absent.
-inline std::string shared_file(const std::string& rel) {
-  const char* dir = std::getenv("ARQ_SHARED_DIR");
-  if (!dir) {
-    MESSAGE("ARQ_SHARED_DIR is not set: skipping the test that needs " << rel);
-    return "";
-  }
-  const std::string p = std::string(dir) + "/" + rel;
-  if (!std::filesystem::exists(p)) {
-    MESSAGE("shared asset " << p << " is absent: skipping");
-    return "";
-  }
-  return p;
 }
 
 // The message of the exception `fn` throws as type E; fails the test when it throws nothing.
