@@ -123,7 +123,8 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
     }
     log.n_quantized = static_cast<int64_t>(tunables.size());
 
-    std::map<std::string, Tensor> qweights;  // layer name -> dequantized weight
+    std::map<std::string, Tensor> qweights;         // layer name -> dequantized weight
+    std::map<std::string, QuantizedLinear> block_q;  // layer name -> frozen layer
     if (calibrate) {
       auto fn = [&](const ag::Var& x, const WeightMap& w) {
         return lm.block_forward(bw, x, inputs->get(x.size(0)), w);
@@ -149,7 +150,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         log.best_iter = tr.best_iter;
         for (TunedLinear& tl : tr.layers) {
           qweights[tl.q.name] = tl.weight;
-          res.quantized[tl.q.name] = std::move(tl.q);
+          block_q[tl.q.name] = std::move(tl.q);
         }
       }
       res.cache_bytes = std::max(res.cache_bytes, bytes_of(x_fp) + (x_q.storage() == x_fp.storage() ? 0 : bytes_of(x_q)) +
@@ -171,14 +172,22 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         QuantizedLinear q = opt ? quantize_opt_rtn(t.weight, t.scheme, Tensor()) : quantize_rtn(t.weight, t.scheme);
         q.name = t.name;
         qweights[t.name] = dequantize(q).to(t.weight.device());
-        res.quantized[t.name] = std::move(q);
+        block_q[t.name] = std::move(q);
         for (LayerLog& ll : log.layers)
           if (ll.name == t.name && opt) ll.scheme = "opt-rtn " + ll.scheme;
       }
     }
+    std::map<std::string, Tensor> block_w;  // checkpoint tensor name -> dequantized weight (CPU)
     for (const models::LinearInfo& li : infos) {
       auto it = qweights.find(li.name);
-      if (it != qweights.end()) res.weights[li.weight_name()] = it->second.to(Device::cpu());
+      if (it != qweights.end()) block_w[li.weight_name()] = it->second.to(Device::cpu());
+    }
+    qweights.clear();
+    if (o.on_block_frozen) {
+      o.on_block_frozen(bi, std::move(block_q), std::move(block_w));
+    } else {
+      for (auto& [k, v] : block_q) res.quantized[k] = std::move(v);
+      for (auto& [k, v] : block_w) res.weights[k] = std::move(v);
     }
     log.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (o.log) o.log(block_log_line(log, n_blocks));
@@ -194,8 +203,15 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
       const bool opt = !o.disable_opt_rtn.value_or(false) && opt_rtn_applies(c.scheme);
       QuantizedLinear q = opt ? quantize_opt_rtn(w, c.scheme, Tensor()) : quantize_rtn(w, c.scheme);
       q.name = "lm_head";
-      res.weights["lm_head.weight"] = dequantize(q);
-      res.quantized["lm_head"] = std::move(q);
+      std::map<std::string, Tensor> head_w{{"lm_head.weight", dequantize(q)}};
+      std::map<std::string, QuantizedLinear> head_q;
+      head_q["lm_head"] = std::move(q);
+      if (o.on_block_frozen) {
+        o.on_block_frozen(n_blocks, std::move(head_q), std::move(head_w));
+      } else {
+        res.quantized["lm_head"] = std::move(head_q["lm_head"]);
+        res.weights["lm_head.weight"] = std::move(head_w["lm_head.weight"]);
+      }
       if (o.log) o.log(cat("lm_head: quantized with ", opt ? "opt-RTN " : "RTN ", c.scheme.str()));
     }
   }

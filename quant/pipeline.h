@@ -45,6 +45,14 @@ struct PipelineOptions {
   // Observers (may be empty): a finished block's log line; every tuning iteration.
   std::function<void(const std::string&)> log;
   std::function<void(int64_t block, int64_t iter, int64_t iters, double loss)> on_iter;
+  // Streaming sink (may be empty): called once per finished block — and once more with
+  // block = num_blocks for lm_head — with its frozen layers (by module name) and their
+  // dequantized weights (by checkpoint tensor name, on the CPU). When set, the pipeline hands
+  // them over and keeps nothing, so PipelineResult::quantized/weights stay empty and only one
+  // block is resident; the caller writes them out.
+  std::function<void(int64_t block, std::map<std::string, QuantizedLinear>&& quantized,
+                     std::map<std::string, Tensor>&& weights)>
+      on_block_frozen;
 };
 
 struct LayerLog {

@@ -43,12 +43,12 @@ GroupRange group_range(const Tensor& wg) {
   return {clamp(min(wg, 1, true), -kInf, 0.0), clamp(max(wg, 1, true), 0.0, kInf)};
 }
 
-QdqParams make_qdq_params(const GroupLayout& g, bool minmax_tuning) {
+QdqParams make_qdq_params(const GroupLayout& g, bool minmax_tuning, Device device) {
   QdqParams p;
-  p.v = ag::Var(zeros({g.n_rows(), g.group_len}), true);
+  p.v = ag::Var(zeros({g.n_rows(), g.group_len}, DType::f32, device), true);
   if (minmax_tuning) {
-    p.alpha = ag::Var(ones({g.n_rows(), 1}), true);
-    p.beta = ag::Var(ones({g.n_rows(), 1}), true);
+    p.alpha = ag::Var(ones({g.n_rows(), 1}, DType::f32, device), true);
+    p.beta = ag::Var(ones({g.n_rows(), 1}, DType::f32, device), true);
   }
   return p;
 }

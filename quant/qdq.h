@@ -38,7 +38,8 @@ struct QdqParams {
   ag::Var alpha;  // [n_rows, 1] min_scale, init 1, clamped to [0, 1] before use; undefined = 1
   ag::Var beta;   // [n_rows, 1] max_scale, likewise
 };
-QdqParams make_qdq_params(const GroupLayout& g, bool minmax_tuning);
+// Created on `device` (the device the tuned block runs on).
+QdqParams make_qdq_params(const GroupLayout& g, bool minmax_tuning, Device device = Device::cpu());
 // In place: α, β ← clamp(·, 0, 1) (AutoRound clamps the parameter data before every use).
 void clamp_minmax_(QdqParams& p);
 

@@ -31,10 +31,11 @@ struct Wrapped {
 
 Tensor clone_or_empty(const ag::Var& v) { return v.defined() ? v.value().clone() : Tensor(); }
 
-// x[idx] for a [n, ...] tensor, as a contiguous tensor.
+// x[idx] for a [n, ...] tensor, as a contiguous tensor on x's device (the index is built on
+// the host and moved there: index_select needs both on one device).
 Tensor take(const Tensor& x, const std::vector<int64_t>& idx) {
   std::vector<double> d(idx.begin(), idx.end());
-  return index_select(x, 0, from_vector(d, {static_cast<int64_t>(idx.size())}, DType::i64));
+  return index_select(x, 0, from_vector(d, {static_cast<int64_t>(idx.size())}, DType::i64).to(x.device()));
 }
 
 }  // namespace
@@ -68,7 +69,7 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
     w.layout = make_group_layout(l.weight.size(0), l.weight.size(1), l.scheme.group_size);
     w.wg = to_groups(l.weight, w.layout).to(data.inputs.device());
     w.range = group_range(w.wg);
-    w.params = make_qdq_params(w.layout, opt.enable_minmax_tuning);
+    w.params = make_qdq_params(w.layout, opt.enable_minmax_tuning, data.inputs.device());
     const double lr = opt.lr > 0 ? opt.lr : auto_lr(opt.iters, l.scheme.bits);
     const double mm_lr = opt.minmax_lr > 0 ? opt.minmax_lr : lr;
     groups.push_back({.params = {w.params.v}, .lr = lr});
