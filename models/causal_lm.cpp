@@ -234,7 +234,8 @@ BlockInputs CausalLM::block_inputs(const InputSpec& in) const {
 }
 
 ag::Var CausalLM::block_forward(const BlockWeights& w, const ag::Var& hidden, const BlockInputs& in,
-                                const WeightOverrides& overrides, KvCacheLayer* cache) const {
+                                const WeightOverrides& overrides, KvCacheLayer* cache,
+                                const LinearObserver* observer) const {
   const int64_t i = w.layer;
   ARQ_CHECK(i >= 0 && i < spec_.num_hidden_layers, UsageError, "block_forward: BlockWeights of layer ", i,
             " out of range [0, ", spec_.num_hidden_layers, ")");
@@ -275,10 +276,18 @@ ag::Var CausalLM::block_forward(const BlockWeights& w, const ag::Var& hidden, co
   MlpWeights mw{.gate = weight(linears[4]), .up = weight(linears[5]), .down = weight(linears[6]),
                 .gate_bias = bias(linears[4]), .up_bias = bias(linears[5]), .down_bias = bias(linears[6])};
 
+  // The blocks name their linears locally ("q_proj"); the observer gets full module names.
+  LinearObserver attn_obs, mlp_obs;
+  if (observer) {
+    const std::string p = block_prefix(i);
+    attn_obs = [&, p](const std::string& local, const Tensor& x) { (*observer)(p + "self_attn." + local, x); };
+    mlp_obs = [&, p](const std::string& local, const Tensor& x) { (*observer)(p + "mlp." + local, x); };
+  }
+
   ag::Var a = models::rms_norm(hidden, tensor("input_layernorm.weight"), spec_.rms_norm_eps);
-  ag::Var h = ag::add(hidden, attention(a, aw, ap, ai, cache));
+  ag::Var h = ag::add(hidden, attention(a, aw, ap, ai, cache, observer ? &attn_obs : nullptr));
   ag::Var m = models::rms_norm(h, tensor("post_attention_layernorm.weight"), spec_.rms_norm_eps);
-  return ag::add(h, swiglu_mlp(m, mw));
+  return ag::add(h, swiglu_mlp(m, mw, observer ? &mlp_obs : nullptr));
 }
 
 Tensor CausalLM::embed(const Tensor& ids) const {
@@ -289,6 +298,15 @@ Tensor CausalLM::embed(const Tensor& ids) const {
               " out of range [0, ", spec_.vocab_size, ")");
   if (!embed_.defined()) embed_ = fetch("model.embed_tokens.weight");
   return embedding(embed_, ids.to(options_.device));   // [b, s, H]
+}
+
+Tensor CausalLM::final_norm(const Tensor& hidden) const {
+  ARQ_CHECK(hidden.dim() == 3 && hidden.size(2) == spec_.hidden_size, ShapeError, "final_norm: hidden states must be [batch, seq, ",
+            spec_.hidden_size, "], got ", hidden.str());
+  if (!norm_.defined()) norm_ = fetch("model.norm.weight");
+  ag::NoGrad ng;
+  const Tensor x = hidden.dtype() == dtype_ ? hidden : hidden.to(dtype_);
+  return models::rms_norm(ag::Var(x), ag::Var(norm_), spec_.rms_norm_eps).value();
 }
 
 Tensor CausalLM::head(const Tensor& hidden) const {

@@ -115,12 +115,17 @@ class CausalLM {
   // hidden [b, s, H] (compute dtype) -> [b, s, H]. Overrides replace linear weights by name
   // (UsageError for a name that is not a linear of this block, ShapeError for a wrong shape;
   // a different dtype is cast, differentiably). With a cache, the block appends to it.
+  // `observer` (may be null; no cost when null) sees every linear's input by full module name
+  // (LinearInfo::name) — q/k/v share one input, o_proj gets the attention output, gate/up share
+  // one, down_proj gets silu(gate)·up; each [b, s, in_features], before the linear runs.
   ag::Var block_forward(const BlockWeights& w, const ag::Var& hidden, const BlockInputs& in,
-                        const WeightOverrides& overrides = {}, KvCacheLayer* cache = nullptr) const;
+                        const WeightOverrides& overrides = {}, KvCacheLayer* cache = nullptr,
+                        const LinearObserver* observer = nullptr) const;
 
   // ---- whole model (no gradients) -----------------------------------------------------------
   Tensor embed(const Tensor& ids) const;          // [b, s] -> [b, s, H] compute dtype
   Tensor head(const Tensor& hidden) const;        // final norm + lm_head: [b, s, H] -> f32 [b, s, V]
+  Tensor final_norm(const Tensor& hidden) const;  // the final norm alone (lm_head's input): [b, s, H] -> [b, s, H]
   Tensor forward(const Tensor& ids) const;        // [b, s] -> f32 [b, s, V]
   KvCache new_cache(int64_t batch, int64_t capacity) const;
   // Appends ids [b, s_new] after the cached positions and returns their logits f32 [b, s_new, V].

@@ -117,15 +117,21 @@ void save_pretrained(const CausalLM& model, const std::string& dir, const SaveOp
   fs::create_directories(dir, ec);
   ARQ_CHECK(!ec, IoError, "cannot create folder '", dir, "': ", ec.message());
   DecoderSpec spec = model.spec();
-  std::vector<std::pair<std::string, Tensor>> tensors;
+  // Lazy tensors: each is read from the source when written, so a source that computes its
+  // tensors (a quantized overlay) is never resident as a whole.
+  std::vector<io::StWriteTensor> tensors;
   DType stored = DType::f32;
+  const TensorSource& src = model.source();
   for (const std::string& n : checkpoint_tensor_names(spec)) {
-    Tensor t = model.source().get(n);
-    if (options.dtype) t = t.to(*options.dtype);
-    stored = t.dtype();
-    tensors.emplace_back(n, t);
+    const DType dt = options.dtype ? *options.dtype : src.dtype(n);
+    const std::optional<Shape> shape = src.shape(n);
+    ARQ_CHECK(shape.has_value(), IoError, "save_pretrained: tensor '", n, "' is missing from ", src.origin());
+    if (tensors.empty()) stored = dt;
+    tensors.push_back(io::StWriteTensor::lazy(n, io::st_from_engine(dt), *shape, [&src, n, dt] {
+      Tensor t = src.get(n);
+      return t.dtype() == dt ? t : t.to(dt);
+    }));
   }
-  if (!tensors.empty()) stored = tensors.front().second.dtype();
   spec.torch_dtype = torch_dtype_name(stored);
   spec.rope.style = RopeStyle::rotate_half;   // the tensors are in HF order whatever the source was
   io::save_config(dir, model_config(spec));

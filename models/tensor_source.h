@@ -29,6 +29,8 @@ class TensorSource {
   // and origin() when absent.
   virtual Tensor get(const std::string& name) const = 0;
   virtual std::vector<std::string> names() const = 0;
+  // Dtype of get(name) (a source whose get() computes its tensor overrides this to stay cheap).
+  virtual DType dtype(const std::string& name) const { return get(name).dtype(); }
   // Where the tensors live, for error messages ("/models/x (model.safetensors)", "in memory").
   virtual std::string origin() const = 0;
   bool has(const std::string& name) const { return shape(name).has_value(); }

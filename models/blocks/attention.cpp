@@ -20,7 +20,7 @@ ag::Var apply_rope(const ag::Var& x, const AttentionParams& p, const AttentionIn
 }  // namespace
 
 ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionParams& p, const AttentionInputs& in,
-                  KvCacheLayer* cache) {
+                  KvCacheLayer* cache, const LinearObserver* observe) {
   ARQ_CHECK(x.dim() == 3, ShapeError, "[attention] hidden states must be [batch, seq, hidden], got ", x.str());
   const int64_t b = x.size(0), s = x.size(1);
   const int64_t nh = p.n_head, nkv = p.n_head_kv, hd = p.head_dim;
@@ -28,6 +28,8 @@ ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionPa
   ARQ_ASSERT(p.rotary_dim > 0 && p.rotary_dim <= hd && p.rotary_dim % 2 == 0, "bad rotary_dim ", p.rotary_dim);
   const int64_t g = nh / nkv;
 
+  if (observe)
+    for (const char* name : {"q_proj", "k_proj", "v_proj"}) (*observe)(name, x.value());
   ag::Var q = ag::reshape(linear(x, w.q, w.q_bias), {b, s, nh, hd});    // [b, s, nh, hd]
   ag::Var k = ag::reshape(linear(x, w.k, w.k_bias), {b, s, nkv, hd});   // [b, s, nkv, hd]
   ag::Var v = ag::reshape(linear(x, w.v, w.v_bias), {b, s, nkv, hd});   // [b, s, nkv, hd]
@@ -76,6 +78,7 @@ ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionPa
   if (act != soft) probs = ag::cast(probs, act);
   ag::Var o = ag::matmul(probs, v);                                 // [b, nkv, g·s, hd]
   o = ag::reshape(ag::permute(ag::reshape(o, {b, nh, s, hd}), {0, 2, 1, 3}), {b, s, nh * hd});
+  if (observe) (*observe)("o_proj", o.value());
   return linear(o, w.o, w.o_bias);                                  // [b, s, H]
 }
 

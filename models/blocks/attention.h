@@ -16,6 +16,7 @@
 #include <cstdint>
 
 #include "autograd/ops.h"
+#include "models/blocks/layers.h"
 
 namespace arq::models {
 
@@ -56,9 +57,10 @@ struct KvCacheLayer {
 };
 
 // x [b, s, H] -> [b, s, H]. With a cache, the s new positions are appended after cache->length
-// and attend to all cached ones (the mask must then be [., 1, s, length + s]).
+// and attend to all cached ones (the mask must then be [., 1, s, length + s]). `observe` (may be
+// null) sees the inputs of "q_proj", "k_proj", "v_proj" (all x) and "o_proj" ([b, s, nh·hd]).
 ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionParams& p, const AttentionInputs& in,
-                  KvCacheLayer* cache = nullptr);
+                  KvCacheLayer* cache = nullptr, const LinearObserver* observe = nullptr);
 
 // ---- masks -----------------------------------------------------------------------------------
 

@@ -1,5 +1,7 @@
 #include "models/blocks/layers.h"
 
+#include "autograd/fused.h"
+
 namespace arq::models {
 
 ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& bias) {
@@ -22,13 +24,21 @@ ag::Var linear(const ag::Var& x, const ag::Var& w, const ag::Var& bias) {
 ag::Var rms_norm(const ag::Var& x, const ag::Var& weight, double eps) {
   ARQ_CHECK(weight.dim() == 1 && x.size(-1) == weight.size(0), ShapeError, "[rms_norm] weight ", weight.str(),
             " does not match input ", x.str());
-  return ag::rms_norm(x, weight, eps);
+  // The fused backward kernel gives the composed VJP's dx bit for bit on the CPU (f64 sums in
+  // another order on CUDA); the forward is the same rms_norm kernel.
+  return ag::rms_norm_fused(x, weight, eps);
 }
 
-ag::Var swiglu_mlp(const ag::Var& x, const MlpWeights& w) {
+ag::Var swiglu_mlp(const ag::Var& x, const MlpWeights& w, const LinearObserver* observe) {
+  if (observe) {
+    (*observe)("gate_proj", x.value());
+    (*observe)("up_proj", x.value());
+  }
   ag::Var g = linear(x, w.gate, w.gate_bias);   // [..., I]
   ag::Var u = linear(x, w.up, w.up_bias);       // [..., I]
-  return linear(ag::mul(ag::silu(g), u), w.down, w.down_bias);
+  ag::Var h = ag::swiglu(g, u);                 // [..., I] = silu(g) ⊙ u, fused, bit-identical
+  if (observe) (*observe)("down_proj", h.value());
+  return linear(h, w.down, w.down_bias);
 }
 
 }  // namespace arq::models
