@@ -153,14 +153,17 @@ int cmd_quantize(const Args& args) {
               o.scheme.str().c_str(), static_cast<long long>(o.iters), static_cast<long long>(job.nsamples),
               static_cast<long long>(job.seqlen), static_cast<long long>(o.batch_size), rc.name.c_str());
   const quant::QuantizeJobResult r = quant::run_quantize_job(job);
-  std::printf("wrote %s (format %s, %zu quantized layers)\n", r.output_folder.c_str(), job.format.c_str(),
-              r.pipeline.quantized.size());
+  std::printf("wrote %s (format %s, %lld quantized layers)\n", r.output_folder.c_str(), job.format.c_str(),
+              static_cast<long long>(r.n_quantized_layers));
   if (!job.eval_text.empty())
     std::printf("perplexity on %s (%lld tokens): fp %.4f, quantized %.4f\n", job.eval_text.c_str(),
                 static_cast<long long>(r.eval_tokens), r.fp_ppl, r.q_ppl);
-  std::printf("peak memory: %.1f MiB RSS (largest block %.2f MiB, activation caches %.2f MiB); %.1f s\n",
-              quant::peak_rss_bytes() / 1048576.0, r.pipeline.max_block_bytes / 1048576.0, r.pipeline.cache_bytes / 1048576.0,
-              r.seconds);
+  const double mib = 1048576.0;
+  if (r.eval_peak_rss_bytes > 0) std::printf("evaluation: peak RSS %.1f MiB\n", r.eval_peak_rss_bytes / mib);
+  std::printf("peak RSS %.1f MiB (block weights %.2f MiB, activation caches %.2f MiB, frozen block %.2f MiB; "
+              "%.1f MiB spilled to disk); %.1f s\n",
+              r.pipeline.peak_rss_bytes / mib, r.pipeline.max_block_bytes / mib, r.pipeline.cache_bytes / mib,
+              r.pipeline.frozen_block_bytes / mib, r.pipeline.spill_bytes / mib, r.seconds);
   return 0;
 }
 

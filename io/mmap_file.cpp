@@ -7,10 +7,26 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <set>
 
 #include "engine/error.h"
 
 namespace arq::io {
+
+namespace {
+
+// Live mappings, for release_mapped_pages().
+std::mutex& registry_mutex() {
+  static std::mutex m;
+  return m;
+}
+std::set<const MappedFile*>& registry() {
+  static std::set<const MappedFile*> r;
+  return r;
+}
+
+}  // namespace
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -38,11 +54,30 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     f->data_ = static_cast<const uint8_t*>(p);
   }
   ::close(fd);  // the mapping stays valid after the descriptor is closed
+  if (f->data_) {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    registry().insert(f.get());
+  }
   return f;
 }
 
 MappedFile::~MappedFile() {
-  if (data_) ::munmap(const_cast<uint8_t*>(data_), size_);
+  if (!data_) return;
+  {
+    std::lock_guard<std::mutex> lock(registry_mutex());
+    registry().erase(this);
+  }
+  ::munmap(const_cast<uint8_t*>(data_), size_);
+}
+
+size_t release_mapped_pages() {
+  std::lock_guard<std::mutex> lock(registry_mutex());
+  size_t n = 0;
+  for (const MappedFile* f : registry()) {
+    // mmap returned a page-aligned start; the length need not be a page multiple.
+    if (::madvise(const_cast<uint8_t*>(f->data()), f->size(), MADV_DONTNEED) == 0) n += f->size();
+  }
+  return n;
 }
 
 }  // namespace arq::io

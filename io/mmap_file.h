@@ -34,4 +34,11 @@ class MappedFile {
   std::string path_;
 };
 
+// Drops the resident pages of every live mapping (madvise MADV_DONTNEED). Mappings are
+// read-only and private, so nothing is lost: a page read again is faulted back from the file.
+// Touched file pages count in this process's RSS until unmapped; a caller that streams through
+// a large checkpoint block by block (the quantizer) calls this between blocks so its peak RSS
+// stays one block, not the whole file. Returns the bytes advised.
+size_t release_mapped_pages();
+
 }  // namespace arq::io

@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -119,9 +120,14 @@ struct StWriteTensor {
   const void* data = nullptr;
   size_t nbytes = 0;
   Tensor keep;   // holds the bytes when made from a Tensor
+  // Lazy tensor (data null): called once when its bytes are written and dropped right after,
+  // so a writer holds one tensor at a time. Must return `shape` in `dtype` (IoError otherwise).
+  std::function<Tensor()> produce;
 
   // From an engine tensor (any device/strides: copied to a contiguous CPU tensor when needed).
   static StWriteTensor from_tensor(std::string name, const Tensor& t);
+  // Lazy: dtype and shape now (the header needs them), bytes from `produce` at write time.
+  static StWriteTensor lazy(std::string name, StDType dtype, Shape shape, std::function<Tensor()> produce);
   // From bytes the caller keeps alive until the write returns (e.g. FP8 or I16 payloads).
   static StWriteTensor from_bytes(std::string name, StDType dtype, Shape shape, const void* data, size_t nbytes);
 };

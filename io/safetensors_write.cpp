@@ -36,6 +36,16 @@ StWriteTensor StWriteTensor::from_bytes(std::string name, StDType dtype, Shape s
   return w;
 }
 
+StWriteTensor StWriteTensor::lazy(std::string name, StDType dtype, Shape shape, std::function<Tensor()> produce) {
+  StWriteTensor w;
+  w.name = std::move(name);
+  w.dtype = dtype;
+  w.nbytes = static_cast<size_t>(shape_numel(shape)) * st_dtype_size(dtype);
+  w.shape = std::move(shape);
+  w.produce = std::move(produce);
+  return w;
+}
+
 void sort_for_writing(std::vector<StWriteTensor>& tensors) {
   std::stable_sort(tensors.begin(), tensors.end(), [](const StWriteTensor& a, const StWriteTensor& b) {
     if (a.dtype != b.dtype) return static_cast<int>(a.dtype) > static_cast<int>(b.dtype);
@@ -53,7 +63,18 @@ void check_tensor(const StWriteTensor& t) {
   const size_t expect = static_cast<size_t>(shape_numel(t.shape)) * st_dtype_size(t.dtype);
   ARQ_CHECK(t.nbytes == expect, IoError, "tensor '", t.name, "' ", st_dtype_name(t.dtype), shape_str(t.shape),
             " needs ", expect, " bytes, got ", t.nbytes);
-  ARQ_CHECK(t.nbytes == 0 || t.data != nullptr, IoError, "tensor '", t.name, "' has no data");
+  ARQ_CHECK(t.nbytes == 0 || t.data != nullptr || t.produce, IoError, "tensor '", t.name, "' has no data");
+}
+
+// The bytes of a lazy tensor, checked against what the header promised.
+Tensor produce_checked(const StWriteTensor& t) {
+  Tensor c = t.produce();
+  ARQ_CHECK(c.defined(), IoError, "lazy tensor '", t.name, "' produced nothing");
+  c = c.device().is_cpu() ? c.contiguous() : c.to(Device::cpu()).contiguous();
+  ARQ_CHECK(st_from_engine(c.dtype()) == t.dtype && c.shape() == t.shape, IoError, "lazy tensor '", t.name,
+            "' was announced as ", st_dtype_name(t.dtype), shape_str(t.shape), " but produced ",
+            st_dtype_name(st_from_engine(c.dtype())), shape_str(c.shape()));
+  return c;
 }
 
 void check_unique(const std::vector<StWriteTensor>& tensors) {
@@ -108,7 +129,19 @@ void write_safetensors(const std::string& path, std::vector<StWriteTensor> tenso
   uint64_t total = 0;
   for (const auto& t : tensors) {
     if (!ok) break;
-    ok = t.nbytes == 0 || std::fwrite(t.data, 1, t.nbytes, f) == t.nbytes;
+    if (t.produce && t.nbytes > 0) {
+      Tensor c;
+      try {
+        c = produce_checked(t);
+      } catch (...) {
+        std::fclose(f);
+        std::remove(tmp.c_str());
+        throw;
+      }
+      ok = std::fwrite(c.data_ptr(), 1, t.nbytes, f) == t.nbytes;
+    } else {
+      ok = t.nbytes == 0 || std::fwrite(t.data, 1, t.nbytes, f) == t.nbytes;
+    }
     total += t.nbytes;
   }
   ok = (std::fclose(f) == 0) && ok;
@@ -167,6 +200,7 @@ ShardResult save_safetensors_sharded(const std::string& folder, const std::vecto
     std::vector<StWriteTensor> part;
     for (const StWriteTensor* t : shards[i]) {
       StWriteTensor c = StWriteTensor::from_bytes(t->name, t->dtype, t->shape, t->data, t->nbytes);
+      c.produce = t->produce;
       part.push_back(std::move(c));
       weight_map.set(t->name, name);
     }

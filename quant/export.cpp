@@ -9,14 +9,18 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <optional>
 #include <set>
 #include <sstream>
 
 #include "arq_config.h"
 #include "engine/error.h"
+#include "io/mmap_file.h"
 #include "io/safetensors.h"
 #include "quant/export_gguf.h"
 #include "quant/export_hf.h"
+#include "quant/qdq.h"
 
 namespace arq::quant {
 
@@ -58,12 +62,12 @@ bool in_block(const std::string& module, const std::string& block_prefix) { retu
 
 // In-block linear weights the quantizer left in 16 bits: 2-D ".weight" tensors under the block
 // prefix whose module is not in `quantized` (norms are 1-D and never listed).
-std::vector<std::string> unquantized_block_linears(const ExportSource& src) {
+std::vector<std::string> unquantized_block_linears(const ExportSource& src, const FrozenLayers& layers) {
   std::vector<std::string> out;
   for (const std::string& n : src.tensors->names()) {
     if (!ends_with(n, ".weight") || !in_block(n, src.block_name_to_quantize)) continue;
     const std::string mod = n.substr(0, n.size() - 7);
-    if (src.quantized->count(mod)) continue;
+    if (layers.has(mod)) continue;
     auto shape = src.tensors->shape(n);
     if (shape && shape->size() == 2) out.push_back(mod);
   }
@@ -128,12 +132,20 @@ std::vector<ExportFormat> parse_export_formats(const std::string& spec) {
   return out;
 }
 
-std::string auto_round_packing_format(const ExportFormat& f, const std::map<std::string, QuantizedLinear>& quantized,
-                                      const QuantScheme& scheme) {
+std::shared_ptr<const FrozenLayers> frozen_layers(const ExportSource& src) {
+  if (src.frozen) return std::shared_ptr<const FrozenLayers>(std::shared_ptr<const FrozenLayers>(), src.frozen);   // not owned
+  ARQ_CHECK(src.quantized, UsageError, "export: no quantized layers");
+  return std::make_shared<MapFrozenLayers>(*src.quantized);
+}
+
+std::string auto_round_packing_format(const ExportFormat& f, const FrozenLayers& quantized, const QuantScheme& scheme) {
   if (!f.packing_format.empty()) return f.packing_format;
   if (scheme.sym) return "auto_round:auto_gptq";
   bool all4 = scheme.bits == 4;
-  for (const auto& [n, q] : quantized) all4 = all4 && q.bits == 4 && !q.sym;
+  for (const std::string& n : quantized.names()) {
+    const QuantizedLinear& q = *quantized.info(n);
+    all4 = all4 && q.bits == 4 && !q.sym;
+  }
   return all4 ? "auto_round:auto_awq" : "auto_round";
 }
 
@@ -144,24 +156,35 @@ io::HfPacking hf_packing_for(const ExportFormat& f, const std::string& pf, bool 
     default: break;
   }
   if (pf == "auto_round:auto_awq") return io::HfPacking::awq;
-  if (pf == "auto_round:auto_gptq") return sym ? io::HfPacking::gptq_v1 : io::HfPacking::gptq_raw;
+  // Every layer of an "auto_round:auto_gptq" folder is zero − 1, asym ones included: AutoRound
+  // packs them all with qlinear_torch_zp and its loaders (and ours, io/pack_load) add 1 back
+  // whatever the layer's sym; raw zeros here made asym layers read back one step off.
+  (void)sym;
+  if (pf == "auto_round:auto_gptq") return io::HfPacking::gptq_v1;
   return io::HfPacking::gptq_raw;
 }
 
 void validate_export(const ExportSource& src, const std::vector<ExportFormat>& formats) {
   ARQ_CHECK(src.tensors, UsageError, "export: no source tensors");
-  ARQ_CHECK(src.quantized, UsageError, "export: no quantized layers");
+  const std::shared_ptr<const FrozenLayers> layers = frozen_layers(src);
   std::set<int> bits{src.scheme.bits};
   for (const ExportFormat& f : formats)
     ARQ_CHECK(f.kind == ExportKind::gguf || src.scheme.group_size != 0, UsageError, "--format ", f.spec,
               ": group_size 0 (one scale per tensor) is not held by packed formats; use a positive group size or -1");
-  for (const auto& [n, q] : *src.quantized) {
+  for (const std::string& n : layers->names()) {
+    const QuantizedLinear& q = *layers->info(n);
     bits.insert(q.bits);
     ARQ_CHECK(!q.layout.per_tensor, UsageError, "export: layer '", n,
               "' has one scale per tensor (group_size 0), which no packed format holds");
   }
   for (const ExportFormat& f : formats) {
     if (f.kind == ExportKind::gguf) continue;
+    // GGUF data types (double-quantized scales, float minimums) exist only in ggml blocks.
+    std::vector<QDataType> types{resolve_data_type(src.scheme.data_type, src.scheme.sym)};
+    for (const std::string& n : layers->names()) types.push_back(layers->info(n)->data_type);
+    for (QDataType t : types)
+      ARQ_CHECK(t != QDataType::int_asym_dq && t != QDataType::int_sym_dq && t != QDataType::int_asym_float_zp, UsageError,
+                "--format ", f.spec, " cannot hold the GGUF data type ", qdata_type_name(t), "; use --format gguf:<preset>");
     for (int b : bits) {
       if (b >= 16) continue;
       if (f.kind == ExportKind::auto_awq || f.packing_format == "auto_round:auto_awq")
@@ -195,8 +218,10 @@ io::JsonValue hf_quantization_config(const ExportSource& src, const ExportFormat
 
   // Layers whose scheme differs from the global one.
   bool lm_head_quantized = false;
+  const std::shared_ptr<const FrozenLayers> layers = frozen_layers(src);
   std::vector<std::pair<std::string, const QuantizedLinear*>> differing;
-  for (const auto& [name, q] : *src.quantized) {
+  for (const std::string& name : layers->names()) {
+    const QuantizedLinear& q = *layers->info(name);
     if (!in_block(name, src.block_name_to_quantize)) lm_head_quantized = lm_head_quantized || ends_with(name, "lm_head");
     const int64_t g = q.layout.group_size;
     if (q.bits != s.bits || g != s.group_size || q.sym != s.sym || !in_block(name, src.block_name_to_quantize))
@@ -235,7 +260,7 @@ io::JsonValue hf_quantization_config(const ExportSource& src, const ExportFormat
     if (!fp_layers.empty()) {
       // Relative names of the layers quantized in blocks (GPTQModel's list of lists).
       std::set<std::string> rel;
-      for (const auto& [name, q] : *src.quantized) {
+      for (const std::string& name : layers->names()) {
         if (!in_block(name, src.block_name_to_quantize)) continue;
         const std::string tail = name.substr(src.block_name_to_quantize.size() + 1);
         const size_t dot = tail.find('.');
@@ -306,27 +331,87 @@ void AtomicFolder::commit() {
 
 namespace {
 
+// The packed tensors of one layer at a time, made when the writer asks for the first of them.
+// The writer orders a shard by dtype, so a layer's i32 tensors and its fp16 scales are asked
+// for far apart: the layer is then packed again rather than keeping every layer's scales.
+class PackCache {
+ public:
+  PackCache(std::shared_ptr<const FrozenLayers> layers, std::function<void(const std::string&)> log, std::string spec)
+      : layers_(std::move(layers)), log_(std::move(log)), spec_(std::move(spec)) {}
+
+  enum Part { qweight, qzeros, scales, g_idx };
+  Tensor take(const std::string& mod, Part part, io::HfPacking p, bool with_g_idx) {
+    if (mod != mod_ || !parts_[part].defined()) {
+      mod_ = mod;
+      int64_t bad = 0;
+      io::PackedLinear pk = io::pack_linear(int_parts(layers_->load(mod)), p, with_g_idx, &bad);
+      if (bad > 0 && log_ && warned_.insert(mod).second)
+        log_(cat("warning: ", spec_, ": layer ", mod, " has ", bad,
+                 " zero points of 0, which the GPTQ (zero − 1) layout cannot store (asym kernel issue); prefer auto_round"));
+      parts_[qweight] = std::move(pk.qweight);
+      parts_[qzeros] = std::move(pk.qzeros);
+      parts_[scales] = std::move(pk.scales);
+      parts_[g_idx] = std::move(pk.g_idx);
+    }
+    Tensor t = std::move(parts_[part]);
+    parts_[part] = Tensor();
+    return t;
+  }
+
+ private:
+  std::shared_ptr<const FrozenLayers> layers_;
+  std::function<void(const std::string&)> log_;
+  std::string spec_;
+  std::string mod_;
+  Tensor parts_[4];
+  std::set<std::string> warned_;
+};
+
+// Shapes of pack_linear's outputs (io/pack.h table), announced in the header before packing.
+struct PackedShapes {
+  Shape qweight, qzeros, scales, g_idx;   // g_idx empty when the format has none
+};
+PackedShapes packed_shapes(const QuantizedLinear& q, io::HfPacking p, bool with_g_idx) {
+  const int64_t k = q.layout.in, n = q.layout.out, ng = q.layout.groups_per_row;
+  if (p == io::HfPacking::awq) return {{k, n / 8}, {ng, n / 8}, {ng, n}, {}};
+  return {{k * q.bits / 32, n}, {ng, n * q.bits / 32}, {ng, n}, with_g_idx ? Shape{k} : Shape{}};
+}
+
+// A source tensor, read when written.
+io::StWriteTensor lazy_source_tensor(const ExportSource& src, const std::string& name, std::optional<DType> as = {}) {
+  const DType dt = as ? *as : src.tensors->dtype(name);
+  std::shared_ptr<const models::TensorSource> tensors = src.tensors;
+  return io::StWriteTensor::lazy(name, io::st_from_engine(dt), *tensors->shape(name), [tensors, name, dt] {
+    // The tensors written before are on disk: their mapped pages need not stay resident.
+    io::release_mapped_pages();
+    const Tensor t = tensors->get(name);
+    return t.dtype() == dt ? t : t.to(dt);
+  });
+}
+
 void write_hf_folder(const ExportSource& src, const ExportFormat& f, const std::string& dir, const ExportOptions& o) {
   using io::JsonValue;
-  const std::string pf = f.kind == ExportKind::auto_round ? auto_round_packing_format(f, *src.quantized, src.scheme) : "";
-  std::vector<std::string> fp_layers = unquantized_block_linears(src);
+  const std::shared_ptr<const FrozenLayers> layers = frozen_layers(src);
+  const std::string pf = f.kind == ExportKind::auto_round ? auto_round_packing_format(f, *layers, src.scheme) : "";
+  std::vector<std::string> fp_layers = unquantized_block_linears(src, *layers);
   std::vector<io::StWriteTensor> out;
   std::set<std::string> packed_modules;
+  auto cache = std::make_shared<PackCache>(layers, o.log, f.spec);
+  const bool with_g_idx = f.kind == ExportKind::auto_gptq || pf == "auto_round:gptqmodel";
   for (const std::string& name : src.tensors->names()) {
     const std::string mod = ends_with(name, ".weight") ? name.substr(0, name.size() - 7)
                             : ends_with(name, ".bias") ? name.substr(0, name.size() - 5) : std::string();
-    auto it = mod.empty() ? src.quantized->end() : src.quantized->find(mod);
-    if (it == src.quantized->end()) {
-      out.push_back(io::StWriteTensor::from_tensor(name, src.tensors->get(name)));
+    const QuantizedLinear* info = mod.empty() ? nullptr : layers->info(mod);
+    if (!info) {
+      out.push_back(lazy_source_tensor(src, name));
       continue;
     }
-    const QuantizedLinear& q = it->second;
+    const QuantizedLinear& q = *info;
     const io::HfPacking p = hf_packing_for(f, pf, q.sym);
     const std::string why = io::packing_unsupported_reason(p, q.bits, q.layout.in, q.layout.out, q.layout.group_len);
     if (ends_with(name, ".bias")) {
       // Packed layers carry an fp16 bias (§4a); a layer kept as a plain weight keeps its dtype.
-      const Tensor b = src.tensors->get(name);
-      out.push_back(io::StWriteTensor::from_tensor(name, why.empty() ? b.to(DType::f16) : b));
+      out.push_back(why.empty() ? lazy_source_tensor(src, name, DType::f16) : lazy_source_tensor(src, name));
       continue;
     }
     if (!why.empty()) {
@@ -334,19 +419,21 @@ void write_hf_folder(const ExportSource& src, const ExportFormat& f, const std::
       // quantized model computes with) as a plain weight and mark the layer unquantized.
       if (o.log) o.log(cat("warning: ", f.spec, ": layer ", mod, " [", q.layout.out, ", ", q.layout.in,
                            "] cannot be packed (", why, "); written as dequantized ", dtype_name(q.weight_dtype), " weights"));
-      out.push_back(io::StWriteTensor::from_tensor(name, dequantize(q)));
+      out.push_back(io::StWriteTensor::lazy(name, io::st_from_engine(q.weight_dtype), Shape{q.layout.out, q.layout.in},
+                                            [layers, mod] { return dequantize(layers->load(mod)); }));
       fp_layers.push_back(mod);
       continue;
     }
-    int64_t bad = 0;
-    io::PackedLinear pk = io::pack_linear(int_parts(q), p, f.kind == ExportKind::auto_gptq || pf == "auto_round:gptqmodel", &bad);
-    if (bad > 0 && o.log)
-      o.log(cat("warning: ", f.spec, ": layer ", mod, " has ", bad,
-                " zero points of 0, which the GPTQ (zero − 1) layout cannot store (asym kernel issue); prefer auto_round"));
-    out.push_back(io::StWriteTensor::from_tensor(mod + ".qweight", pk.qweight));
-    out.push_back(io::StWriteTensor::from_tensor(mod + ".qzeros", pk.qzeros));
-    out.push_back(io::StWriteTensor::from_tensor(mod + ".scales", pk.scales));
-    if (pk.g_idx.defined()) out.push_back(io::StWriteTensor::from_tensor(mod + ".g_idx", pk.g_idx));
+    const PackedShapes ps = packed_shapes(q, p, with_g_idx);
+    auto part = [&](const char* suffix, PackCache::Part which, io::StDType dt, const Shape& shape) {
+      out.push_back(io::StWriteTensor::lazy(mod + suffix, dt, shape, [cache, mod, which, p, with_g_idx] {
+        return cache->take(mod, which, p, with_g_idx);
+      }));
+    };
+    part(".qweight", PackCache::qweight, io::StDType::I32, ps.qweight);
+    part(".qzeros", PackCache::qzeros, io::StDType::I32, ps.qzeros);
+    part(".scales", PackCache::scales, io::StDType::F16, ps.scales);
+    if (with_g_idx) part(".g_idx", PackCache::g_idx, io::StDType::I32, ps.g_idx);
     packed_modules.insert(mod);
   }
   std::sort(fp_layers.begin(), fp_layers.end());

@@ -6,9 +6,15 @@
 // is renamed into place when complete, so an interrupted or failed export leaves nothing
 // half-written; an existing output folder is refused unless `overwrite` is set.
 //
+// The frozen layers come from a FrozenLayers (quant/frozen_store.h: spilled to disk by the
+// quantize job, read back one layer at a time) or, for small callers and tests, a map. Every
+// output tensor is produced when it is written, so an export holds one layer (plus the writer's
+// buffers) at a time, whatever the model size.
+//
 //   ExportSource src{.model_folder = "models/stories260k", .tensors = lm.source_ptr(),
 //                    .quantized = &result.quantized, .scheme = {.bits = 4, .group_size = 32}};
 //   export_model(src, "auto_round,auto_gptq", {.output_folder = "out/stories-w4g32"});
+//   src.quantized = nullptr;  src.frozen = &store;      // or: layers spilled by a FrozenStore
 #pragma once
 
 #include <cstdint>
@@ -21,6 +27,7 @@
 #include "io/json_util.h"
 #include "io/pack.h"
 #include "models/tensor_source.h"
+#include "quant/frozen_store.h"
 #include "quant/quantized_linear.h"
 #include "quant/scheme.h"
 
@@ -53,7 +60,9 @@ struct ExportTuning {
 struct ExportSource {
   std::string model_folder;   // source HF folder: config.json, tokenizer and generation files
   std::shared_ptr<const models::TensorSource> tensors;         // every original checkpoint tensor
-  const std::map<std::string, QuantizedLinear>* quantized = nullptr;  // by module name
+  // The frozen layers by module name: `frozen` when set, else the map `quantized` (not owned).
+  const std::map<std::string, QuantizedLinear>* quantized = nullptr;
+  const FrozenLayers* frozen = nullptr;
   QuantScheme scheme;          // the global scheme
   ExportTuning tuning;
   std::string block_name_to_quantize = "model.layers";
@@ -71,6 +80,10 @@ struct ExportResult {
   std::vector<std::string> folders;   // one per format (the output folder itself for one format)
 };
 
+// The frozen layers of a source (`frozen`, or a view of the `quantized` map); UsageError when
+// it has neither. The result refers to the source's objects: keep them alive while using it.
+std::shared_ptr<const FrozenLayers> frozen_layers(const ExportSource& src);
+
 // Checks (before anything is written) that every format can hold the scheme: UsageError for an
 // AWQ export with bits ≠ 4, a GPTQ export with bits ∉ {2,3,4,8}, a per-tensor group size.
 void validate_export(const ExportSource& src, const std::vector<ExportFormat>& formats);
@@ -79,8 +92,7 @@ ExportResult export_model(const ExportSource& src, const std::string& format_spe
 // The packing a format uses for a layer (auto_round picks by scheme, §4a).
 io::HfPacking hf_packing_for(const ExportFormat& f, const std::string& resolved_packing_format, bool sym);
 // auto_round's packing_format for a set of quantized layers (§4a table).
-std::string auto_round_packing_format(const ExportFormat& f, const std::map<std::string, QuantizedLinear>& quantized,
-                                      const QuantScheme& scheme);
+std::string auto_round_packing_format(const ExportFormat& f, const FrozenLayers& quantized, const QuantScheme& scheme);
 // The quantization_config dict of one HF format.
 io::JsonValue hf_quantization_config(const ExportSource& src, const ExportFormat& f, const std::string& packing_format,
                                      const std::vector<std::string>& fp_layers);
