@@ -3,11 +3,15 @@
 #include "quant/export_gguf.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include "engine/error.h"
+#include "io/ggml_encode_params.h"
 #include "io/gguf_write.h"
 #include "io/tokenizer.h"
 #include "io/tokenizer_spm.h"
@@ -116,7 +120,131 @@ void add_tokenizer_metadata(io::GgufMetadata& md, const std::string& folder, con
   md.set("tokenizer.ggml.add_eos_token", GgufValue::make_bool(tok->add_eos_token()));
 }
 
+// The frozen layer of module `mod`, if the quantizer produced one. The one place that knows how
+// an ExportSource holds frozen layers.
+std::optional<QuantizedLinear> frozen_layer(const ExportSource& src, const std::string& mod) {
+  if (src.frozen) return src.frozen->has(mod) ? std::optional<QuantizedLinear>(src.frozen->load(mod)) : std::nullopt;
+  if (src.quantized) {
+    auto it = src.quantized->find(mod);
+    if (it != src.quantized->end()) return it->second;
+  }
+  return std::nullopt;
+}
+
+// Whether frozen layer q was quantized with exactly the scheme of ggml type t (then its levels
+// and scales are what the block stores).
+bool frozen_matches(const QuantizedLinear& q, GgmlType t, const Shape& shape) {
+  const QuantScheme s = gguf_type_scheme(t);
+  if (s.keep_fp() || shape.size() != 2 || q.layout.out != shape[0] || q.layout.in != shape[1]) return false;
+  if (q.bits != s.bits || q.data_type != s.qtype() || q.layout.per_tensor || q.layout.group_len != s.group_size ||
+      q.layout.in % s.group_size != 0 || !q.codes.defined() || !q.scales.defined())
+    return false;
+  if (is_double_quant(s.qtype()))
+    return q.super_bits == s.super_bits && q.super_group_size == s.super_group_size && q.d_scales.defined() &&
+           (s.qtype() == QDataType::int_sym_dq || (q.mins.defined() && q.d_mins.defined()));
+  if (s.qtype() == QDataType::int_asym_float_zp) return q.mins.defined() && q.scales.dtype() == DType::f16;
+  return q.scales.dtype() == DType::f16;  // q4_0 / q5_0 / q8_0: the block's fp16 d is the scale
+}
+
+// Row r of a Q/K weight in llama.cpp's interleaved order comes from this row of the HF weight
+// (the inverse view of permute_qk_rows).
+int64_t qk_source_row(int64_t r, int64_t rows, int64_t n_head) {
+  const int64_t hd = rows / n_head, h = r / hd, k = r % hd;
+  return h * hd + (k % 2 == 0 ? k / 2 : k / 2 + hd / 2);
+}
+
+// The ggml bytes of a frozen layer of matching scheme, rows in GGUF order.
+std::vector<uint8_t> pack_frozen(const QuantizedLinear& q, GgmlType t, int64_t permute_heads) {
+  const GroupLayout& g = q.layout;
+  const QuantScheme s = gguf_type_scheme(t);
+  const bool dq = is_double_quant(s.qtype());
+  const int64_t n_g = g.groups_per_row, sg = dq ? s.super_group_size : 1, n_sup = n_g / sg;
+  const Tensor codes = q.codes.to(Device::cpu()).contiguous();
+  auto f32 = [](const Tensor& x) { return x.defined() ? x.to(Device::cpu()).to(DType::f32).contiguous() : Tensor(); };
+  const Tensor sc = f32(q.scales), mn = f32(q.mins), ds = f32(q.d_scales), dm = f32(q.d_mins);
+  const size_t row_bytes = io::ggml_row_bytes(t, g.in);
+  std::vector<uint8_t> out(row_bytes * static_cast<size_t>(g.out));
+  std::vector<float> d(static_cast<size_t>(dq ? n_sup : n_g)), m(d.size());
+  std::vector<int32_t> ls(static_cast<size_t>(n_g)), lm(static_cast<size_t>(n_g));
+  if (permute_heads > 0)
+    ARQ_CHECK(g.out % permute_heads == 0 && (g.out / permute_heads) % 2 == 0, ShapeError, "[gguf] ", q.name, ": ", g.out,
+              " rows do not split into ", permute_heads, " heads of even size");
+  for (int64_t r = 0; r < g.out; ++r) {
+    const int64_t o = permute_heads > 0 ? qk_source_row(r, g.out, permute_heads) : r;
+    const float* srow = sc.data<float>() + o * n_g;
+    const float* mrow = mn.defined() ? mn.data<float>() + o * n_g : nullptr;
+    io::GgmlBlockParams p;
+    p.levels = codes.data<uint8_t>() + o * g.in;
+    if (dq) {
+      // s' = level·d exactly (an fp16 d times a small int is exact in f32), so s'/d is the level.
+      for (int64_t b = 0; b < n_sup; ++b) {
+        d[static_cast<size_t>(b)] = ds.data<float>()[o * n_sup + b];
+        m[static_cast<size_t>(b)] = dm.defined() ? dm.data<float>()[o * n_sup + b] : 0.f;
+        for (int64_t j = b * sg; j < (b + 1) * sg; ++j) {
+          const float db = d[static_cast<size_t>(b)], mb = m[static_cast<size_t>(b)];
+          ls[static_cast<size_t>(j)] = db != 0.f ? static_cast<int32_t>(std::nearbyint(srow[j] / db)) : 0;
+          lm[static_cast<size_t>(j)] = mrow && mb != 0.f ? static_cast<int32_t>(std::nearbyint(mrow[j] / mb)) : 0;
+        }
+      }
+      p.sub_scales = ls.data();
+      p.sub_mins = lm.data();
+    } else {
+      for (int64_t b = 0; b < n_g; ++b) {
+        d[static_cast<size_t>(b)] = srow[b];
+        m[static_cast<size_t>(b)] = mrow ? -mrow[b] : 0.f;   // q4_1/q5_1: ŵ = d·u + m, stored min = −m
+      }
+    }
+    p.d = d.data();
+    p.m = m.data();
+    io::ggml_pack_row(t, p, out.data() + static_cast<size_t>(r) * row_bytes, g.in);
+  }
+  return out;
+}
+
 }  // namespace
+
+QuantScheme gguf_type_scheme(GgmlType t) {
+  const DType f16 = DType::f16, f32 = DType::f32;
+  switch (t) {
+    case GgmlType::q4_0: return {.bits = 4, .group_size = 32, .sym = true, .data_type = "int_sym", .scale_dtype = f16};
+    case GgmlType::q5_0: return {.bits = 5, .group_size = 32, .sym = true, .data_type = "int_sym", .scale_dtype = f16};
+    case GgmlType::q8_0: return {.bits = 8, .group_size = 32, .sym = true, .data_type = "int_sym", .scale_dtype = f16};
+    case GgmlType::q4_1:
+      return {.bits = 4, .group_size = 32, .sym = false, .data_type = "int_asym_float_zp", .scale_dtype = f16};
+    case GgmlType::q5_1:
+      return {.bits = 5, .group_size = 32, .sym = false, .data_type = "int_asym_float_zp", .scale_dtype = f16};
+    case GgmlType::q2_K:
+      return {.bits = 2, .group_size = 16, .sym = false, .data_type = "int_asym_dq", .scale_dtype = f32, .super_bits = 4,
+              .super_group_size = 16};
+    case GgmlType::q3_K:
+      return {.bits = 3, .group_size = 16, .sym = true, .data_type = "int_sym_dq", .scale_dtype = f32, .super_bits = 6,
+              .super_group_size = 16};
+    case GgmlType::q4_K:
+      return {.bits = 4, .group_size = 32, .sym = false, .data_type = "int_asym_dq", .scale_dtype = f32, .super_bits = 6,
+              .super_group_size = 8};
+    case GgmlType::q5_K:
+      return {.bits = 5, .group_size = 32, .sym = false, .data_type = "int_asym_dq", .scale_dtype = f32, .super_bits = 6,
+              .super_group_size = 8};
+    case GgmlType::q6_K:
+      return {.bits = 6, .group_size = 16, .sym = true, .data_type = "int_sym_dq", .scale_dtype = f32, .super_bits = 8,
+              .super_group_size = 16};
+    default: return {.bits = 16};
+  }
+}
+
+std::vector<uint8_t> gguf_pack_layer(const QuantizedLinear& q, GgmlType t, int64_t permute_heads) {
+  ARQ_CHECK(frozen_matches(q, t, {q.layout.out, q.layout.in}), UsageError, "[gguf] ", q.name, ": a ", q.bits, "-bit ",
+            qdata_type_name(q.data_type), " layer with group ", q.layout.group_size, " is not a frozen ", io::ggml_type_name(t),
+            " layer (scheme ", gguf_type_scheme(t).str(), ")");
+  return pack_frozen(q, t, permute_heads);
+}
+
+GgmlType gguf_checkpoint_type(const std::string& hf_name, const Shape& shape, GgufTypeContext ctx) {
+  const std::string g = models::GgufSource::gguf_name(hf_name);
+  if (g.empty()) return GgmlType::f32;
+  if (g.rfind("blk.", 0) == 0) ctx.layer = std::stoll(g.substr(4, g.find('.', 4) - 4));
+  return gguf_tensor_type(g, shape, ctx);
+}
 
 GgmlType gguf_preset_base_type(const std::string& preset) { return preset_of(preset).base; }
 uint32_t gguf_preset_ftype(const std::string& preset) { return preset_of(preset).ftype; }
@@ -159,6 +287,51 @@ GgmlType gguf_tensor_type(const std::string& name, const Shape& shape, const Ggu
     if (cols % io::ggml_traits(t).block_size != 0) t = GgmlType::bf16;
   }
   return t;
+}
+
+std::function<LayerChoice(const std::string&, int64_t, int64_t)> gguf_layer_chooser(const std::string& preset,
+                                                                                    const models::DecoderSpec& spec,
+                                                                                    std::vector<std::string> fp_layers) {
+  gguf_preset_base_type(preset);  // UsageError for an unknown preset
+  const GgufTypeContext ctx{preset, -1, spec.num_hidden_layers,
+                            spec.num_key_value_heads > 0 ? spec.num_attention_heads / spec.num_key_value_heads : 1,
+                            spec.tie_word_embeddings};
+  return [ctx, fp_layers = std::move(fp_layers)](const std::string& layer, int64_t out, int64_t in) {
+    LayerChoice c;
+    for (const std::string& p : fp_layers)
+      if (matches_layer_pattern(layer, p)) {
+        c.scheme.bits = 16;
+        c.reason = cat("--fp_layers '", p, "'");
+        return c;
+      }
+    const GgmlType t = gguf_checkpoint_type(layer + ".weight", {out, in}, ctx);
+    c.scheme = gguf_type_scheme(t);
+    if (c.scheme.keep_fp()) c.reason = cat("GGUF ", io::ggml_type_name(t), " for [", out, ", ", in, "]");
+    return c;
+  };
+}
+
+void apply_gguf_schemes(const std::string& format_spec, const models::DecoderSpec& spec, PipelineOptions& o) {
+  if (format_spec == "fake" || o.iters <= 0) return;
+  const std::vector<ExportFormat> formats = parse_export_formats(format_spec);
+  const ExportFormat* g = nullptr;
+  for (const ExportFormat& f : formats)
+    if (f.kind == ExportKind::gguf) g = &f;
+  if (!g) return;
+  ARQ_CHECK(formats.size() == 1, UsageError, "--format ", format_spec, ": ", g->spec,
+            " cannot be combined with other formats when tuning (--iters > 0): each layer is tuned on the data type of its "
+            "GGUF type; run one export per format, or use --iters 0");
+  ARQ_CHECK(o.layer_config.empty(), UsageError, "--layer_config is not supported with --format ", g->spec,
+            " yet: the GGUF type mix decides each layer's scheme");
+  const QuantScheme dflt;
+  const QuantScheme& s = o.scheme;
+  if (s.bits != dflt.bits || s.group_size != dflt.group_size || s.sym != dflt.sym || s.data_type != dflt.data_type) {
+    const std::string line = cat(g->spec, ": each layer's scheme follows its GGUF type; the preset wins over --bits/--group_size/",
+                                 "--sym/--data_type (", s.str(), " is not used)");
+    if (o.log) o.log(line);
+    else std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  o.choose_layer_fn = gguf_layer_chooser(g->gguf_preset, spec, o.fp_layers);
 }
 
 Tensor permute_qk_rows(const Tensor& w, int64_t n_head) {
@@ -251,6 +424,20 @@ void export_gguf(const ExportSource& src, const ExportFormat& f, const std::stri
     return rank(x.gguf) < rank(y.gguf);
   });
 
+  // Tuned layers (iters > 0) whose frozen scheme is exactly their GGUF type's are packed from
+  // their own parameters; everything else takes llama.cpp's searches on the source weights.
+  const bool tuned = src.tuning.iters > 0;
+  int64_t n_packed = 0;
+  auto tuned_bytes = [&](const Item& it) -> std::optional<std::vector<uint8_t>> {
+    const std::string suffix = ".weight";
+    if (!tuned || !io::ggml_traits(it.type).quantized || it.hf == "lm_head.weight" || it.hf.size() <= suffix.size() ||
+        it.hf.compare(it.hf.size() - suffix.size(), suffix.size(), suffix) != 0)
+      return std::nullopt;
+    const std::optional<QuantizedLinear> q = frozen_layer(src, it.hf.substr(0, it.hf.size() - suffix.size()));
+    if (!q || !frozen_matches(*q, it.type, it.shape)) return std::nullopt;
+    return pack_frozen(*q, it.type, it.permute_heads);
+  };
+
   std::vector<io::GgufTensorDecl> decls;
   for (const Item& it : items) decls.push_back({it.gguf, it.shape, it.type});
   std::string upper = f.gguf_preset;
@@ -258,12 +445,18 @@ void export_gguf(const ExportSource& src, const ExportFormat& f, const std::stri
   const std::string path = (fs::path(dir) / (name + "-" + upper + ".gguf")).string();
   io::GgufStreamWriter w(path, md, std::move(decls));
   for (const Item& it : items) {
+    if (std::optional<std::vector<uint8_t>> bytes = tuned_bytes(it)) {
+      w.write_tensor(it.gguf, bytes->data(), bytes->size());
+      ++n_packed;
+      continue;
+    }
     Tensor t = src.tensors->get(it.hf);
     if (it.permute_heads > 0) t = permute_qk_rows(t, it.permute_heads);
     w.write_tensor(it.gguf, t);
   }
   w.finish();
-  if (o.log) o.log(cat(f.spec, ": ", items.size(), " tensors → ", path));
+  if (o.log)
+    o.log(cat(f.spec, ": ", items.size(), " tensors → ", path, tuned ? cat(" (", n_packed, " from the tuned layers)") : ""));
 }
 
 }  // namespace arq::quant

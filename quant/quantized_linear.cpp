@@ -59,6 +59,17 @@ Tensor dequantize(const QuantizedLinear& q, DType dtype) {
   const float* s = sc.data<float>();
   const int32_t* z = zp.data<int32_t>();
   float* o = out.data<float>();
+  if (q.mins.defined()) {
+    // GGUF asym types: ŵ = scale·u − min, two f32 roundings in ggml's decode order.
+    const Tensor mn = q.mins.to(Device::cpu()).to(DType::f32).contiguous();
+    const float* m = mn.data<float>();
+    for (int64_t i = 0; i < g.out; ++i)
+      for (int64_t j = 0; j < g.in; ++j) {
+        const int64_t r = g.per_tensor ? 0 : i * g.groups_per_row + j / g.group_len;
+        o[i * g.in + j] = s[r] * static_cast<float>(c[i * g.in + j]) - m[r];
+      }
+    return dtype == DType::f32 ? out : out.to(dtype);
+  }
   for (int64_t i = 0; i < g.out; ++i) {
     for (int64_t j = 0; j < g.in; ++j) {
       const int64_t r = g.per_tensor ? 0 : i * g.groups_per_row + j / g.group_len;

@@ -51,6 +51,15 @@ struct QuantizedLinear {
   Tensor codes;   // [out, in] u8, unsigned levels u ∈ [0, 2^bits − 1]
   Tensor scales;  // param_shape(), in the scale dtype (f16 by default); negative allowed (int_sym)
   Tensor zeros;   // param_shape() i32: zp per group (int_sym: 2^(bits−1) everywhere)
+  // GGUF data types (quant/qdq_gguf.h). When `mins` is defined the weight is ŵ = scale·u − min
+  // (int_asym_dq: min = m'; int_asym_float_zp: min = −m) and `zeros` is unused.
+  Tensor mins;      // param_shape() f32 or undefined
+  // Double quantization (int_*_dq): scale = level·d, min = level·dmin, one d/dmin (fp16 values)
+  // per super_group_size consecutive groups of a row.
+  Tensor d_scales;  // [out, n_g / super_group_size] f32, or undefined
+  Tensor d_mins;    // same shape (int_asym_dq), or undefined
+  int super_bits = 0;
+  int64_t super_group_size = 0;
 };
 
 // ŵ = scale · (u − zp), computed in f32 exactly as the qdq forward, cast to `dtype`
