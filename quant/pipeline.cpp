@@ -7,6 +7,8 @@
 
 #include "autograd/ops.h"
 #include "engine/ops.h"
+#include "quant/imatrix.h"
+#include "quant/lm_head.h"
 #include "quant/opt_rtn.h"
 #include "quant/py_random.h"
 #include "quant/qdq.h"
@@ -15,6 +17,12 @@
 namespace arq::quant {
 
 bool needs_calibration(const PipelineOptions& o) { return o.iters > 0; }
+
+bool uses_calibration(const PipelineOptions& o) {
+  // iters 0: only opt-RTN layers use the data (a layer_config or chooser may make some int_sym)
+  return needs_calibration(o) || (!o.disable_opt_rtn.value_or(false) &&
+                                  (opt_rtn_applies(o.scheme) || !o.layer_config.empty() || o.choose_layer_fn));
+}
 
 std::string block_log_line(const BlockLog& b, int64_t n_blocks) {
   char buf[256];
@@ -59,6 +67,15 @@ void validate_options(const PipelineOptions& o) {
 
 size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 
+// lm_head's input for every sample: the final norm of the last block's output, [n, s, H] in
+// `out` dtype, computed in chunks of `batch`.
+Tensor final_norm_all(const models::CausalLM& lm, const Tensor& x, int64_t batch, DType out) {
+  std::vector<Tensor> outs;
+  for (int64_t b0 = 0; b0 < x.size(0); b0 += batch)
+    outs.push_back(lm.final_norm(x.narrow(0, b0, std::min(batch, x.size(0) - b0)).to(lm.dtype())).to(out));
+  return outs.size() == 1 ? outs[0].contiguous() : concat(outs, 0);
+}
+
 // BlockInputs (RoPE tables, masks) per batch size, built once and reused by every block.
 class InputsCache {
  public:
@@ -80,13 +97,15 @@ class InputsCache {
 PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, const Tensor& loss_mask, const PipelineOptions& o) {
   validate_options(o);
   const bool calibrate = needs_calibration(o);
-  if (calibrate) {
+  // iters 0 with calibration data: opt-RTN weights its scale search with the importance matrix
+  // of each linear's FP input (§3), so the FP chain runs block by block (no quantized chain).
+  const bool imatrix_on = !calibrate && ids.defined() && uses_calibration(o);
+  if (calibrate || imatrix_on) {
     ARQ_CHECK(ids.defined() && ids.dim() == 2 && ids.size(0) >= 1 && ids.size(1) >= 2, UsageError,
               "calibration ids must be [nsamples, seqlen] with seqlen >= 2, got ", ids.defined() ? ids.str() : "none");
     if (loss_mask.defined())
       ARQ_CHECK(loss_mask.shape() == ids.shape(), ShapeError, "loss mask ", loss_mask.str(), " does not match ids ", ids.str());
   }
-  const models::DecoderSpec& spec = lm.spec();
   const int64_t n_blocks = lm.num_blocks();
   const DType compute = lm.dtype();
   PipelineResult res;
@@ -94,7 +113,9 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
 
   Tensor x_fp, x_q, mask;  // [n, s, H] in cache dtype; [n, s] f32
   std::unique_ptr<InputsCache> inputs;
-  if (calibrate) {
+  if (!calibrate && !imatrix_on && !o.disable_opt_rtn.value_or(false) && opt_rtn_applies(o.scheme) && o.log)
+    o.log("opt-RTN: no calibration data, so no importance matrix (every weight counts 1); pass --dataset to use one");
+  if (calibrate || imatrix_on) {
     ag::NoGrad ng;
     // Block-0 inputs are the embeddings of the calibration ids (computed once, §1.4).
     x_fp = lm.embed(ids.to(DType::i64)).to(o.cache_dtype).to(lm.device());
@@ -113,7 +134,8 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
 
     std::vector<TunableLinear> tunables;
     for (const models::LinearInfo& li : infos) {
-      const LayerChoice c = choose_layer(li.name, li.out_features, li.in_features, o.scheme, o.layer_config, o.fp_layers);
+      const LayerChoice c = o.choose_layer_fn ? o.choose_layer_fn(li.name, li.out_features, li.in_features)
+                                              : choose_layer(li.name, li.out_features, li.in_features, o.scheme, o.layer_config, o.fp_layers);
       LayerLog ll{li.name, c.scheme.keep_fp() ? cat("fp16 (", c.reason, ")") : c.scheme.str(), !c.scheme.keep_fp()};
       if (!c.scheme.keep_fp()) {
         validate_scheme(c.scheme, li.name);
@@ -142,7 +164,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         so.not_use_best_mse = o.not_use_best_mse;
         so.compute_dtype = compute;
         if (o.on_iter) so.on_iter = [&](int64_t it, int64_t n, double l) { o.on_iter(bi, it, n, l); };
-        const TuneData data{o.enable_quanted_input ? x_q : x_fp, y, mask};
+        const TuneData data{.inputs = o.enable_quanted_input ? x_q : x_fp, .targets = y, .mask = mask, .reference = {}};
         TuneResult tr = tune_block(fn, tunables, data, so, rng);
         log.tuned = true;
         log.loss_init = tr.loss_init;
@@ -165,16 +187,31 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
       }
       x_fp = y;
     } else {
-      // RTN (§3): no data; opt-RTN searches each group's scale (importance weights 1: the block
-      // interface exposes no per-linear inputs to build an imatrix from).
+      // RTN (§3): opt-RTN searches each group's scale, weighted by the importance matrix of the
+      // layer's FP input when there is calibration data (collected while X_fp ← block_fp(X_fp)),
+      // else with weights 1.
+      std::map<std::string, Tensor> imat;  // layer name -> f32 [in]
+      if (imatrix_on) {
+        ImatrixCollector ic;
+        const ObservedBlockFn ofn = [&](const ag::Var& x, const models::LinearObserver& obs) {
+          return lm.block_forward(bw, x, inputs->get(x.size(0)), {}, nullptr, &obs);
+        };
+        Tensor y = run_block_with_imatrix(ofn, x_fp, o.batch_size, compute, o.cache_dtype, ic);
+        res.cache_bytes = std::max(res.cache_bytes, bytes_of(x_fp) + bytes_of(y));
+        x_fp = std::move(y);
+        x_q = x_fp;
+        imat = ic.result();
+      }
       for (const TunableLinear& t : tunables) {
         const bool opt = !o.disable_opt_rtn.value_or(false) && opt_rtn_applies(t.scheme);
-        QuantizedLinear q = opt ? quantize_opt_rtn(t.weight, t.scheme, Tensor()) : quantize_rtn(t.weight, t.scheme);
+        auto im = imat.find(t.name);
+        QuantizedLinear q = opt ? quantize_opt_rtn(t.weight, t.scheme, im != imat.end() ? im->second : Tensor())
+                                : quantize_rtn(t.weight, t.scheme);
         q.name = t.name;
         qweights[t.name] = dequantize(q).to(t.weight.device());
         block_q[t.name] = std::move(q);
         for (LayerLog& ll : log.layers)
-          if (ll.name == t.name && opt) ll.scheme = "opt-rtn " + ll.scheme;
+          if (ll.name == t.name && opt) ll.scheme = (imatrix_on ? "opt-rtn+imatrix " : "opt-rtn ") + ll.scheme;
       }
     }
     std::map<std::string, Tensor> block_w;  // checkpoint tensor name -> dequantized weight (CPU)
@@ -183,6 +220,10 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
       if (it != qweights.end()) block_w[li.weight_name()] = it->second.to(Device::cpu());
     }
     qweights.clear();
+    size_t frozen_bytes = 0;
+    for (const auto& [k, q] : block_q) frozen_bytes += bytes_of(q.codes) + bytes_of(q.scales) + bytes_of(q.zeros);
+    for (const auto& [k, w] : block_w) frozen_bytes += bytes_of(w);
+    res.frozen_block_bytes = std::max(res.frozen_block_bytes, frozen_bytes);
     if (o.on_block_frozen) {
       o.on_block_frozen(bi, std::move(block_q), std::move(block_w));
     } else {
@@ -194,25 +235,30 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
     res.blocks.push_back(std::move(log));
   }
 
-  // lm_head (§1.11): only with quant_lm_head and untied embeddings; RTN (the fallback AutoRound
-  // uses when the head's inputs are not cached).
-  if (o.quant_lm_head && !spec.tie_word_embeddings && lm.source().has("lm_head.weight")) {
-    const Tensor w = lm.source().get("lm_head.weight");
-    const LayerChoice c = choose_layer("lm_head", w.size(0), w.size(1), o.scheme, o.layer_config, o.fp_layers);
-    if (!c.scheme.keep_fp()) {
-      const bool opt = !o.disable_opt_rtn.value_or(false) && opt_rtn_applies(c.scheme);
-      QuantizedLinear q = opt ? quantize_opt_rtn(w, c.scheme, Tensor()) : quantize_rtn(w, c.scheme);
-      q.name = "lm_head";
-      std::map<std::string, Tensor> head_w{{"lm_head.weight", dequantize(q)}};
-      std::map<std::string, QuantizedLinear> head_q;
-      head_q["lm_head"] = std::move(q);
+  // lm_head (§1.11): only with quant_lm_head and untied embeddings. Its inputs are the final
+  // norm of the last block's output: tuned alone with SignRound when there are calibration
+  // data and iters > 0, else opt-RTN (imatrix of the FP inputs when cached) or RTN.
+  if (lm_head_quantized(lm, o)) {
+    Tensor head_fp, head_q;  // [n, s, H] cache dtype
+    if (calibrate || imatrix_on) {
+      head_fp = final_norm_all(lm, x_fp, o.batch_size, o.cache_dtype);
+      head_q = calibrate && o.enable_quanted_input && x_q.storage() != x_fp.storage()
+                   ? final_norm_all(lm, x_q, o.batch_size, o.cache_dtype)
+                   : head_fp;
+    }
+    x_fp = x_q = Tensor();  // the blocks' caches are no longer needed
+    LmHeadResult h = quantize_lm_head(lm, head_fp, head_q, mask, o, rng);
+    if (h.quantized) {
+      std::map<std::string, Tensor> head_w{{"lm_head.weight", std::move(h.weight)}};
+      std::map<std::string, QuantizedLinear> head_q_map;
+      head_q_map["lm_head"] = std::move(h.q);
       if (o.on_block_frozen) {
-        o.on_block_frozen(n_blocks, std::move(head_q), std::move(head_w));
+        o.on_block_frozen(n_blocks, std::move(head_q_map), std::move(head_w));
       } else {
-        res.quantized["lm_head"] = std::move(head_q["lm_head"]);
+        res.quantized["lm_head"] = std::move(head_q_map["lm_head"]);
         res.weights["lm_head.weight"] = std::move(head_w["lm_head.weight"]);
       }
-      if (o.log) o.log(cat("lm_head: quantized with ", opt ? "opt-RTN " : "RTN ", c.scheme.str()));
+      if (o.log) o.log(lm_head_log_line(h));
     }
   }
   return res;

@@ -53,11 +53,15 @@ struct PipelineOptions {
   std::function<void(int64_t block, std::map<std::string, QuantizedLinear>&& quantized,
                      std::map<std::string, Tensor>&& weights)>
       on_block_frozen;
+  // Per-layer scheme (may be empty): when set, it replaces choose_layer(scheme, layer_config,
+  // fp_layers) for the linears inside blocks — GGUF export sets it so each layer is tuned on
+  // the data type of the ggml type it is written with (quant/export_gguf.h gguf_layer_chooser).
+  std::function<LayerChoice(const std::string& layer, int64_t out_features, int64_t in_features)> choose_layer_fn;
 };
 
 struct LayerLog {
   std::string name;
-  std::string scheme;   // "W4G32 int_sym", "opt-rtn W4G32 int_sym", or "fp16 (<reason>)"
+  std::string scheme;   // "W4G32 int_sym", "opt-rtn W4G32 int_sym", "opt-rtn+imatrix W4G32 int_sym", or "fp16 (<reason>)"
   bool quantized = false;
 };
 
@@ -77,12 +81,23 @@ struct PipelineResult {
   std::vector<BlockLog> blocks;
   size_t cache_bytes = 0;       // the two activation caches (+ reference outputs) at their peak
   size_t max_block_bytes = 0;   // the largest block's weights
+  size_t frozen_block_bytes = 0;  // the largest block's frozen layers + dequantized weights, handed over at once
+  // Set by run_quantize_job: bytes of frozen layers spilled to its temporary store, and this
+  // process's peak RSS (VmHWM) once quantization and export are done (before --eval_text).
+  size_t spill_bytes = 0;
+  size_t peak_rss_bytes = 0;
+  // What the pipeline itself needs resident at once: one block + the caches + one frozen block.
+  size_t expected_peak_bytes() const { return max_block_bytes + cache_bytes + frozen_block_bytes; }
 };
 
 // Whether a run with these options needs calibration data (SignRound does; RTN does not).
 bool needs_calibration(const PipelineOptions& o);
+// Whether calibration data, when given, is used: SignRound needs it; iters 0 uses it for
+// opt-RTN's importance matrix (§3) unless disable_opt_rtn (pure RTN needs none).
+bool uses_calibration(const PipelineOptions& o);
 
-// ids: i64 [n, seqlen] (may be undefined when !needs_calibration); loss_mask: [n, seqlen] 0/1
+// ids: i64 [n, seqlen] (may be undefined when !needs_calibration; with iters 0 they feed
+// opt-RTN's importance matrix when given); loss_mask: [n, seqlen] 0/1
 // or undefined. Throws UsageError for invalid options before any block is touched.
 PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, const Tensor& loss_mask,
                                const PipelineOptions& o);
@@ -106,6 +121,10 @@ struct QuantizeJob {
   Device device = Device::cpu();
   std::optional<DType> model_dtype;     // compute dtype; unset: the model's own
   std::string eval_text;                // perplexity of FP and quantized model on this file
+  // Frozen layers go to a temporary folder beside the output (removed at the end, also on
+  // error) and are read back one layer at a time by the export: peak memory stays one block.
+  // false: kept in memory until the export (the pipeline's PipelineResult::quantized/weights).
+  bool spill_frozen = true;
   int64_t eval_seqlen = 0;              // 0: seqlen
   PipelineOptions pipeline;
 };
@@ -115,6 +134,8 @@ struct QuantizeJobResult {
   PipelineResult pipeline;
   double fp_ppl = 0, q_ppl = 0;         // when eval_text is given
   int64_t eval_tokens = 0;
+  int64_t n_quantized_layers = 0;
+  size_t eval_peak_rss_bytes = 0;       // VmHWM during --eval_text (0 without it, or where unknown)
   double seconds = 0;
 };
 

@@ -5,6 +5,7 @@
 
 #include "autograd/ops.h"
 #include "engine/ops.h"
+#include "quant/qdq_gguf.h"
 
 namespace arq::quant {
 
@@ -65,6 +66,7 @@ void clamp_minmax_(QdqParams& p) {
 ag::Var qdq_grouped(const Tensor& wg, const GroupRange& r, const QdqParams& p, const QuantScheme& s) {
   ARQ_CHECK(!s.keep_fp(), UsageError, "qdq: scheme keeps the layer in 16 bits");
   const double thr = q_scale_thresh(s.scale_dtype);
+  if (is_gguf_qtype(s.qtype())) return qdq_gguf(wg, r, p, s).w_hat;
   const ag::Var x = constant(wg);  // [rows, G]
   const ag::Var wmin = scaled(r.wmin, p.alpha);  // [rows, 1] ≤ 0
   const ag::Var wmax = scaled(r.wmax, p.beta);   // [rows, 1] ≥ 0
@@ -106,6 +108,7 @@ ag::Var qdq_grouped(const Tensor& wg, const GroupRange& r, const QdqParams& p, c
 
 ag::Var qdq_weight(const Tensor& wg, const GroupRange& r, const QdqParams& p, const QuantScheme& s,
                    const GroupLayout& g, DType weight_dtype) {
+  check_gguf_layout(g, s, "[qdq]");
   ag::Var w = qdq_grouped(wg, r, p, s);
   if (g.per_tensor) {
     w = ag::reshape(w, {g.out, g.in});
@@ -226,6 +229,7 @@ void fill_codes(QuantizedLinear& q, const Tensor& wg, const Tensor& v, RowFn row
 QuantizedLinear quantize_with_params(const Tensor& w, const QuantScheme& s, const Tensor& v, const Tensor& alpha,
                                      const Tensor& beta) {
   check_weight(w, s, "quantize");
+  if (is_gguf_qtype(s.qtype())) return quantize_gguf_with_params(w, s, v, alpha, beta);
   const GroupLayout g = make_group_layout(w.size(0), w.size(1), s.group_size);
   const Tensor wg = to_groups(w, g);
   const GroupRange r = group_range(wg);

@@ -10,6 +10,7 @@
 //    QuantizedLinear (integer codes, scales, zero points) for given parameter values.
 //
 // With V = 0 and α = β = 1 both are plain RTN, which is why SignRound's iteration 0 is RTN.
+// The GGUF data types (int_asym_dq, int_sym_dq, int_asym_float_zp) dispatch to quant/qdq_gguf.h.
 //
 //   GroupLayout g = make_group_layout(out, in, 32);
 //   Tensor wg = to_groups(w, g);                                // [n_rows, G] f32

@@ -1,5 +1,13 @@
-// The whole `ar-quant quantize` job: check → load (mmap) → calibrate → quantize block by block →
-// write the fake-quantized HF folder and quantization_log.json → evaluate.
+// The whole `ar-quant quantize` job: check → load (mmap) → calibrate → quantize block by block
+// (each frozen block spilled to a temporary FrozenStore) → export from the store (or write the
+// fake-quantized HF folder) and quantization_log.json → evaluate.
+//
+// Memory: the pipeline holds one block and the two activation caches; frozen layers go to disk
+// as each block finishes, dequantized weights are never kept (recomputed from the codes when a
+// writer asks for them), and the model's mapped pages are dropped after each block. So the peak
+// is one block + caches + one frozen block, whatever the model size.
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -9,12 +17,15 @@
 #include "engine/ops.h"
 #include "io/dataset.h"
 #include "io/json_util.h"
+#include "io/mmap_file.h"
 #include "io/tokenizer.h"
 #include "io/tokenizer_gguf.h"
 #include "models/loader.h"
 #include "models/perplexity.h"
 #include "models/random_model.h"
 #include "quant/export.h"
+#include "quant/export_gguf.h"
+#include "quant/frozen_store.h"
 #include "quant/pipeline.h"
 
 namespace arq::quant {
@@ -24,16 +35,26 @@ namespace fs = std::filesystem;
 namespace {
 
 // The original tensors, with the quantized linears' weights replaced by their dequantized
-// values (what the fake format writes).
+// values (what the fake format writes): from a map of dequantized weights held in memory, or
+// computed on get() from the frozen layers (one layer resident at a time).
 class OverlaySource : public models::TensorSource {
  public:
   OverlaySource(std::shared_ptr<const models::TensorSource> base, const std::map<std::string, Tensor>& over)
-      : base_(std::move(base)), over_(over) {}
+      : base_(std::move(base)), over_(&over) {}
+  OverlaySource(std::shared_ptr<const models::TensorSource> base, const FrozenLayers& frozen)
+      : base_(std::move(base)), frozen_(&frozen) {}
   std::optional<Shape> shape(const std::string& name) const override { return base_->shape(name); }
+  DType dtype(const std::string& name) const override { return base_->dtype(name); }
   Tensor get(const std::string& name) const override {
-    auto it = over_.find(name);
     // dequantized weights come in the compute dtype; store them in the checkpoint's dtype
-    if (it != over_.end()) return it->second.to(base_->get(name).dtype());
+    if (over_) {
+      auto it = over_->find(name);
+      if (it != over_->end()) return it->second.to(base_->dtype(name));
+    } else if (name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0) {
+      const std::string mod = name.substr(0, name.size() - 7);
+      if (frozen_->has(mod)) return dequantize(frozen_->load(mod)).to(Device::cpu()).to(base_->dtype(name));
+    }
+    io::release_mapped_pages();   // tensors written before are on disk: drop their mapped pages
     return base_->get(name);
   }
   std::vector<std::string> names() const override { return base_->names(); }
@@ -41,8 +62,15 @@ class OverlaySource : public models::TensorSource {
 
  private:
   std::shared_ptr<const models::TensorSource> base_;
-  const std::map<std::string, Tensor>& over_;
+  const std::map<std::string, Tensor>* over_ = nullptr;
+  const FrozenLayers* frozen_ = nullptr;
 };
+
+// Peak RSS from here on: VmHWM restarts at the current RSS ("5" to clear_refs, Linux ≥ 4.0).
+void reset_peak_rss() {
+  std::ofstream f("/proc/self/clear_refs");
+  if (f) f << "5";
+}
 
 std::unique_ptr<io::Tokenizer> open_tokenizer(const std::string& model) {
   return models::is_gguf_path(model) ? io::load_tokenizer_gguf(model) : io::load_tokenizer(model);
@@ -135,7 +163,8 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
   std::unique_ptr<io::Tokenizer> tok = open_tokenizer(job.model);
 
   Tensor ids, mask;
-  if (needs_calibration(job.pipeline)) {
+  // iters 0: the data, when given, feed opt-RTN's importance matrix (§3)
+  if (needs_calibration(job.pipeline) || (!job.dataset.empty() && uses_calibration(job.pipeline))) {
     io::CalibSamples cs =
         io::build_calibration(*tok, {.dataset = job.dataset, .nsamples = job.nsamples, .seqlen = job.seqlen, .seed = job.pipeline.seed});
     ids = cs.ids_tensor();
@@ -160,19 +189,42 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
     validate_export(src, parse_export_formats(job.format));
     src.quantized = nullptr;
   }
-  r.pipeline = quantize_blocks(lm, ids, mask, job.pipeline);
+  // Frozen layers spill to a folder beside the output; the store's destructor removes it, also
+  // when anything below throws.
+  std::unique_ptr<FrozenStore> store;
+  PipelineOptions popts = job.pipeline;
+  // gguf:<preset> with iters > 0: each linear is tuned on the data type of its GGUF type (§4d).
+  apply_gguf_schemes(job.format, lm.spec(), popts);
+  size_t spilled = 0;
+  if (job.spill_frozen) {
+    ARQ_ASSERT(!popts.on_block_frozen, "run_quantize_job installs its own on_block_frozen");
+    store = std::make_unique<FrozenStore>(r.output_folder + ".arq-spill-" + std::to_string(::getpid()));
+    popts.on_block_frozen = [&](int64_t block, std::map<std::string, QuantizedLinear>&& q, std::map<std::string, Tensor>&& w) {
+      w.clear();   // dequantized weights: recomputed from the codes when a writer needs them
+      spilled += store->add(block, std::move(q));
+      io::release_mapped_pages();   // this block's pages of the checkpoint leave the resident set
+    };
+  }
+  r.pipeline = quantize_blocks(lm, ids, mask, popts);
+  r.pipeline.spill_bytes = spilled;
+  const FrozenLayers* frozen = store.get();
+  const MapFrozenLayers in_memory(r.pipeline.quantized);
+  if (!frozen) frozen = &in_memory;
+  r.n_quantized_layers = static_cast<int64_t>(frozen->names().size());
 
   std::string eval_folder = r.output_folder;
   if (fake) {
     // An HF folder with dequantized weights in the original dtype.
-    auto overlay = std::make_shared<OverlaySource>(lm.source_ptr(), r.pipeline.weights);
+    auto overlay = store ? std::make_shared<OverlaySource>(lm.source_ptr(), *store)
+                         : std::make_shared<OverlaySource>(lm.source_ptr(), r.pipeline.weights);
     models::CausalLM qlm(lm.spec(), overlay, lo);
     models::SaveOptions so;
     if (!models::is_gguf_path(job.model)) so.tokenizer_dir = job.model;
     models::save_pretrained(qlm, r.output_folder, so);
     io::write_text_file_atomic((fs::path(r.output_folder) / "quantization_log.json").string(), log_json(job, r, lm).dump(2) + "\n");
   } else {
-    src.quantized = &r.pipeline.quantized;
+    src.quantized = nullptr;
+    src.frozen = frozen;
     ExportOptions eo;
     eo.output_folder = r.output_folder;
     eo.overwrite = job.overwrite;
@@ -189,7 +241,12 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
     }
   }
 
+  io::release_mapped_pages();
+  r.pipeline.peak_rss_bytes = peak_rss_bytes();
+  store.reset();   // the spill folder is no longer needed
+
   if (!job.eval_text.empty()) {
+    reset_peak_rss();
     const std::string text = read_text(job.eval_text, "--eval_text");
     const std::vector<int32_t> eids = tok->encode(text, /*add_bos=*/false);
     models::PerplexityOptions po;
@@ -198,12 +255,16 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
     ARQ_CHECK(po.bos_id >= 0, UsageError, "--eval_text: the tokenizer has no BOS id");
     lm.set_keep_resident(true);
     const models::PerplexityResult fp = models::perplexity(lm, eids, po);
+    // One model resident at a time, as `ar-quant eval` of a folder holds one.
+    lm.set_keep_resident(false);
+    io::release_mapped_pages();
     // the written folder, read back: what any loader of the output sees
     models::CausalLM back = models::load_causal_lm(eval_folder, lo);
     const models::PerplexityResult qp = models::perplexity(back, eids, po);
     r.fp_ppl = fp.perplexity();
     r.q_ppl = qp.perplexity();
     r.eval_tokens = fp.tokens;
+    r.eval_peak_rss_bytes = peak_rss_bytes();
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return r;

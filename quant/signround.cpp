@@ -49,8 +49,11 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
             opt.gradient_accumulate_steps);
   ARQ_CHECK(data.inputs.defined() && data.inputs.dim() == 3, ShapeError, "[tune_block] inputs must be [n, s, H], got ",
             data.inputs.defined() ? data.inputs.str() : "undefined");
-  ARQ_CHECK(data.targets.defined() && data.targets.shape() == data.inputs.shape(), ShapeError, "[tune_block] targets ",
-            data.targets.defined() ? data.targets.str() : "undefined", " do not match inputs ", data.inputs.str());
+  // targets [n, s, H_out]: the output width may differ from the input's (lm_head)
+  ARQ_CHECK(data.reference || (data.targets.defined() && data.targets.dim() == 3 &&
+                               data.targets.size(0) == data.inputs.size(0) && data.targets.size(1) == data.inputs.size(1)),
+            ShapeError, "[tune_block] targets ", data.targets.defined() ? data.targets.str() : "undefined",
+            " do not match inputs ", data.inputs.str(), " (expected [n, s, H_out] with the inputs' n and s)");
   const int64_t n = data.inputs.size(0), seq = data.inputs.size(1);
   if (data.mask.defined())
     ARQ_CHECK(data.mask.shape() == Shape({n, seq}), ShapeError, "[tune_block] mask ", data.mask.str(), " must be [", n, ", ",
@@ -101,7 +104,7 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
   const ag::MseReduction reduction =
       opt.gradient_accumulate_steps == 1 ? ag::MseReduction::mean_all : ag::MseReduction::sum;
   Tensor mask3;  // [n, s, 1] f32
-  if (data.mask.defined()) mask3 = data.mask.to(DType::f32).reshape({n, seq, 1});
+  if (data.mask.defined()) mask3 = data.mask.to(DType::f32).to(data.inputs.device()).reshape({n, seq, 1});
 
   TuneResult res;
   double best = std::numeric_limits<double>::infinity();
@@ -125,7 +128,7 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
       const int64_t b0 = step * micro, bn = std::min(micro, global_batch - b0);
       const std::vector<int64_t> mb(idx.begin() + b0, idx.begin() + b0 + bn);
       const Tensor x = take(data.inputs, mb).to(opt.compute_dtype);
-      const Tensor y = take(data.targets, mb).to(DType::f32);
+      const Tensor y = (data.reference ? data.reference(mb) : take(data.targets, mb)).to(DType::f32).to(x.device());
       const Tensor m = mask_g.defined() ? mask_g.narrow(0, b0, bn) : Tensor();
       const WeightMap wm = weights_now();
       ag::Var pred = block(ag::Var(x), wm);

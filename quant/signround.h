@@ -50,11 +50,15 @@ struct SignRoundOptions {
   std::function<void(int64_t iter, int64_t iters, double loss)> on_iter;
 };
 
-// Activations of one block for all calibration samples.
+// Activations of one block for all calibration samples. The output width may differ from
+// the input width (lm_head: H in, vocab out).
 struct TuneData {
   Tensor inputs;   // [n, s, H] training input (X_q, or X_fp without quanted input), any float dtype
-  Tensor targets;  // [n, s, H] FP reference outputs Y = block_fp(X_fp)
+  Tensor targets;  // [n, s, H_out] FP reference outputs Y = block_fp(X_fp); undefined when `reference` is set
   Tensor mask;     // [n, s] 0/1 valid-token mask (floating), or undefined: every token valid
+  // Instead of `targets`: the reference outputs of samples `idx`, computed when needed (a layer
+  // whose outputs for all samples would not fit, e.g. lm_head's [n, s, vocab]): [len(idx), s, H_out].
+  std::function<Tensor(const std::vector<int64_t>& idx)> reference;
 };
 
 struct TunedLinear {
