@@ -9,6 +9,8 @@
 // of SignRound is RTN, spec/autoround.md §1.9).
 //
 //   meson compile -C build bench_quant && ./build/bench/quant/bench_quant
+// The CUDA counterpart (Llama-3-8B block, batch 8 × 2048, projection to the default recipe and
+// peak GPU memory) is bench/cuda/bench_signround_cuda.cpp, run by scripts/gpu-check.
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
