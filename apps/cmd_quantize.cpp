@@ -149,8 +149,10 @@ int cmd_quantize(const Args& args) {
   Progress bar;
   o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()); std::fflush(stdout); };
   o.on_iter = [&bar](int64_t b, int64_t it, int64_t n, double l) { bar.update(b, it, n, l); };
+  // A gguf:<preset> export takes each tensor's scheme from the preset's type mix.
+  const bool gguf_only = job.format.rfind("gguf:", 0) == 0 && job.format.find(',') == std::string::npos;
   std::printf("quantize %s: %s, iters %lld, nsamples %lld, seqlen %lld, batch %lld, recipe %s\n", job.model.c_str(),
-              o.scheme.str().c_str(), static_cast<long long>(o.iters), static_cast<long long>(job.nsamples),
+              gguf_only ? (job.format + " (per-tensor types)").c_str() : o.scheme.str().c_str(), static_cast<long long>(o.iters), static_cast<long long>(job.nsamples),
               static_cast<long long>(job.seqlen), static_cast<long long>(o.batch_size), rc.name.c_str());
   const quant::QuantizeJobResult r = quant::run_quantize_job(job);
   std::printf("wrote %s (format %s, %lld quantized layers)\n", r.output_folder.c_str(), job.format.c_str(),

@@ -89,7 +89,12 @@ std::string output_folder(const QuantizeJob& job) {
   if (base.empty()) base = fs::path(job.model).parent_path().filename().string();
   if (models::is_gguf_path(job.model)) base = fs::path(job.model).stem().string();
   const QuantScheme& s = job.pipeline.scheme;
-  const std::string suffix = s.group_size > 0 ? cat("-w", s.bits, "g", s.group_size) : cat("-w", s.bits, "a16");
+  std::string suffix = s.group_size > 0 ? cat("-w", s.bits, "g", s.group_size) : cat("-w", s.bits, "a16");
+  // GGUF presets decide every tensor's type, so the global scheme would misname the folder.
+  if (job.format != "fake") {
+    const std::vector<ExportFormat> fs = parse_export_formats(job.format);
+    if (fs.size() == 1 && fs[0].kind == ExportKind::gguf) suffix = "-gguf-" + fs[0].gguf_preset;
+  }
   return (fs::path(job.output_dir) / (base + suffix)).string();
 }
 
