@@ -27,35 +27,18 @@
 #include "models/family.h"
 #include "models/random_model.h"
 #include "quant/pipeline.h"
+#include "tests/quant/quant_test_util.h"
 #include "quant/signround.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace arq;
 using namespace arq::cudatest;
 using namespace arq::quant;
+using namespace arq::quant_test;
 
 namespace {
 
 Device test_device() { return on_cpu_selfcheck() ? Device::cpu() : Device::cuda(0); }
-
-models::DecoderSpec tiny_llama() {
-  models::DecoderSpec s = models::tiny_spec("llama");
-  s.intermediate_size = 64;   // gate/up/down divisible by the group size 32
-  s.num_key_value_heads = 4;  // k/v [32, 32]
-  s.validate();
-  return s;
-}
-
-Tensor calib_ids(int64_t n, int64_t seq, int64_t vocab) {
-  return cast(floor(rand_uniform({n, seq}, 99, 0, static_cast<double>(vocab) - 1e-3)), DType::i64);
-}
-
-Tensor last_masked(int64_t n, int64_t seq) {
-  Tensor m = ones({n, seq});
-  Tensor last = m.narrow(1, seq - 1, 1);
-  fill_(last, 0.0);
-  return m;
-}
 
 // One block of `lm` as a SignRound block function, with its BlockInputs per batch size.
 struct BlockRunner {
@@ -84,7 +67,7 @@ struct Run {
 };
 
 Run tune_on(const Device& dev, const QuantScheme& s, int64_t iters, const Tensor& x_cpu, const Tensor& mask_cpu) {
-  const models::CausalLM lm = models::random_causal_lm(tiny_llama(), {.seed = 11, .stddev = 0.1}, {.device = dev});
+  const models::CausalLM lm = models::random_causal_lm(spec_all_quantizable(), {.seed = 11, .stddev = 0.1}, {.device = dev});
   BlockRunner b(lm, 0, x_cpu.size(1));
   const Tensor x = x_cpu.to(dev), mask = mask_cpu.to(dev);
   const Tensor y = run_block(b.fn(), x, {}, 4, DType::f32, DType::f32);
@@ -126,7 +109,7 @@ double loss_tol(double l, double ms_y, int64_t k_max) {
 }  // namespace
 
 TEST_CASE("cuda quant: tune_block on CUDA agrees with the CPU (iteration 0 exactly, later within bounds)") {
-  const int64_t n = 8, seq = 12, H = tiny_llama().hidden_size, K = tiny_llama().intermediate_size;
+  const int64_t n = 8, seq = 12, H = spec_all_quantizable().hidden_size, K = spec_all_quantizable().intermediate_size;
   const Tensor x = rand_normal({n, seq, H}, 5, 0, 1);
   const Tensor mask = last_masked(n, seq);
   const double ms_y = 1.5;  // block outputs are x + small updates, x ~ N(0, 1): E[y²] ≈ 1..1.5
@@ -168,7 +151,7 @@ TEST_CASE("cuda quant: tune_block on CUDA agrees with the CPU (iteration 0 exact
 }
 
 TEST_CASE("cuda quant: the pipeline end to end with the model on the device") {
-  const models::DecoderSpec spec = tiny_llama();
+  const models::DecoderSpec spec = spec_all_quantizable();
   const Tensor ids = calib_ids(8, 12, spec.vocab_size), mask = last_masked(8, 12);  // on the CPU, as the CLI has them
   auto run = [&](const Device& dev, int64_t iters) {
     const models::CausalLM lm = models::random_causal_lm(spec, {.seed = 4, .stddev = 0.1}, {.device = dev});

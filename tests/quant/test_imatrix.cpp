@@ -15,20 +15,14 @@
 #include "quant/imatrix.h"
 #include "quant/opt_rtn.h"
 #include "quant/pipeline.h"
+#include "tests/quant/quant_test_util.h"
 #include "quant/qdq.h"
 
 using namespace arq;
 using namespace arq::quant;
+using namespace arq::quant_test;
 
 namespace {
-
-models::DecoderSpec spec_all_quantizable() {
-  models::DecoderSpec s = models::tiny_spec("llama");
-  s.intermediate_size = 64;   // gate/up/down divisible by 32
-  s.num_key_value_heads = 4;  // k/v [32, 32]
-  s.validate();
-  return s;
-}
 
 // Every linear's input of one block forward on all of x at once (one batch).
 std::map<std::string, Tensor> capture_inputs(const models::CausalLM& lm, const models::BlockWeights& w, const Tensor& x) {
@@ -58,10 +52,6 @@ double weighted_error(const Tensor& w, const QuantizedLinear& q, const std::vect
   double e = 0;
   for (size_t k = 0; k < a.size(); ++k) e += imat[k % in] * (a[k] - b[k]) * (a[k] - b[k]);
   return e;
-}
-
-Tensor calib_ids(int64_t n, int64_t seq, int64_t vocab) {
-  return cast(floor(rand_uniform({n, seq}, 99, 0, static_cast<double>(vocab) - 1e-3)), DType::i64);
 }
 
 }  // namespace

@@ -13,10 +13,12 @@
 #include "quant/lm_head.h"
 #include "quant/opt_rtn.h"
 #include "quant/pipeline.h"
+#include "tests/quant/quant_test_util.h"
 #include "quant/qdq.h"
 
 using namespace arq;
 using namespace arq::quant;
+using namespace arq::quant_test;
 
 namespace {
 
@@ -48,13 +50,6 @@ double head_loss(const Tensor& xq, const Tensor& xfp, const Tensor& w_hat, const
     }
   }
   return loss / tokens;
-}
-
-Tensor last_masked(int64_t n, int64_t seq) {
-  Tensor m = ones({n, seq});
-  Tensor last = m.narrow(1, seq - 1, 1);
-  fill_(last, 0.0);
-  return m;
 }
 
 }  // namespace

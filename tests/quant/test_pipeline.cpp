@@ -9,31 +9,14 @@
 #include "models/random_model.h"
 #include "quant/opt_rtn.h"
 #include "quant/pipeline.h"
+#include "tests/quant/quant_test_util.h"
 #include "quant/qdq.h"
 
 using namespace arq;
 using namespace arq::quant;
+using namespace arq::quant_test;
 
 namespace {
-
-models::DecoderSpec spec_all_quantizable() {
-  models::DecoderSpec s = models::tiny_spec("llama");
-  s.intermediate_size = 64;     // gate/up/down divisible by 32
-  s.num_key_value_heads = 4;    // k/v [32, 32]
-  s.validate();
-  return s;
-}
-
-Tensor calib_ids(int64_t n, int64_t seq, int64_t vocab) {
-  return cast(floor(rand_uniform({n, seq}, 99, 0, static_cast<double>(vocab) - 1e-3)), DType::i64);
-}
-
-Tensor last_masked(int64_t n, int64_t seq) {
-  Tensor m = ones({n, seq});
-  Tensor last = m.narrow(1, seq - 1, 1);
-  fill_(last, 0.0);
-  return m;
-}
 
 }  // namespace
 

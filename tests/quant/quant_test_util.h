@@ -1,0 +1,35 @@
+// Small fixtures shared by the quantizer tests (tests/quant, tests/cuda): a tiny Llama whose
+// linears are all quantizable at group size 32, random calibration ids and a loss mask.
+#pragma once
+
+#include <cstdint>
+
+#include "engine/ops.h"
+#include "models/family.h"
+
+namespace arq::quant_test {
+
+// models::tiny_spec("llama") with intermediate 64 (gate/up/down divisible by 32) and 4 kv heads
+// (k/v [32, 32]), so every linear of a block is quantized at G32.
+inline models::DecoderSpec spec_all_quantizable() {
+  models::DecoderSpec s = models::tiny_spec("llama");
+  s.intermediate_size = 64;
+  s.num_key_value_heads = 4;
+  s.validate();
+  return s;
+}
+
+// i64 [n, seq] uniform in [0, vocab), seeded.
+inline Tensor calib_ids(int64_t n, int64_t seq, int64_t vocab) {
+  return cast(floor(rand_uniform({n, seq}, 99, 0, static_cast<double>(vocab) - 1e-3)), DType::i64);
+}
+
+// f32 [n, seq] ones with the last position of every row masked out.
+inline Tensor last_masked(int64_t n, int64_t seq) {
+  Tensor m = ones({n, seq});
+  Tensor last = m.narrow(1, seq - 1, 1);
+  fill_(last, 0.0);
+  return m;
+}
+
+}  // namespace arq::quant_test
