@@ -179,6 +179,39 @@ void binary_typed(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   }
 }
 
+// dst [R, C] contiguous <- src whose first axis is the unit-stride one (a transposed view, e.g.
+// w.t()): the strided loop would read src a column at a time, one cache line per element, so
+// the copy goes tile by tile instead. Same dtype only (a byte copy). False: not this layout.
+template <class E>
+void transpose_tiles(const E* s, int64_t ss1, E* d, int64_t R, int64_t C) {
+  constexpr int64_t kTile = 32;
+  const int64_t tiles_r = (R + kTile - 1) / kTile;
+  parallel_for(tiles_r, std::max<int64_t>(1, kElementwiseGrain / (kTile * std::max<int64_t>(C, 1))), [&](int64_t tb, int64_t te) {
+    for (int64_t tr = tb; tr < te; ++tr) {
+      const int64_t r0 = tr * kTile, r1 = std::min(R, r0 + kTile);
+      for (int64_t c0 = 0; c0 < C; c0 += kTile) {
+        const int64_t c1 = std::min(C, c0 + kTile);
+        // src(r, c) = s[r + c·ss1]: rows r0..r1 of one source column are contiguous.
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r) d[r * C + c] = s[r + c * ss1];
+      }
+    }
+  });
+}
+
+bool copy_transposed_2d(const Tensor& src, Tensor& dst) {
+  if (src.dim() != 2 || !dst.is_contiguous() || src.stride(0) != 1 || src.size(0) < 2 || src.size(1) < 2) return false;
+  const int64_t R = src.size(0), C = src.size(1), ss1 = src.stride(1);
+  if (ss1 < R) return false;  // overlapping or broadcast columns: leave to the generic loop
+  switch (dtype_size(src.dtype())) {
+    case 1: transpose_tiles(static_cast<const uint8_t*>(src.data_ptr()), ss1, static_cast<uint8_t*>(dst.data_ptr()), R, C); return true;
+    case 2: transpose_tiles(static_cast<const uint16_t*>(src.data_ptr()), ss1, static_cast<uint16_t*>(dst.data_ptr()), R, C); return true;
+    case 4: transpose_tiles(static_cast<const uint32_t*>(src.data_ptr()), ss1, static_cast<uint32_t*>(dst.data_ptr()), R, C); return true;
+    case 8: transpose_tiles(static_cast<const uint64_t*>(src.data_ptr()), ss1, static_cast<uint64_t*>(dst.data_ptr()), R, C); return true;
+    default: return false;
+  }
+}
+
 }  // namespace
 
 void copy(const Tensor& src, Tensor& dst) {
@@ -190,6 +223,7 @@ void copy(const Tensor& src, Tensor& dst) {
     parallel_for(static_cast<int64_t>(n), 1 << 20, [&](int64_t b, int64_t e) { std::memcpy(d + b, s + b, e - b); });
     return;
   }
+  if (src.dtype() == dst.dtype() && copy_transposed_2d(src, dst)) return;
   dispatch_dtype(src.dtype(), [&](auto st) {
     using S = decltype(st);
     dispatch_dtype(dst.dtype(), [&](auto dt) {
