@@ -97,6 +97,10 @@ struct GgufVocab {
   // tokenizer.ggml.remove_extra_whitespaces (sentencepiece's normalizer flag; llama.cpp's
   // converter writes it only for T5-style vocabularies, so SPM files usually lack it).
   std::optional<bool> remove_extra_whitespaces;
+  // tokenizer.ggml.precompiled_charsmap (u8 array): sentencepiece's NormalizerSpec charsmap
+  // (nmt_nfkc maps '\n' and '\t' to ' ', full-width forms to ASCII, ...). Empty for the
+  // identity normalizer. llama.cpp applies it only to "t5" (unigram) vocabularies.
+  std::string precompiled_charsmap;
 };
 
 std::unique_ptr<Tokenizer> tokenizer_from_gguf_vocab(const GgufVocab& vocab);

@@ -34,6 +34,12 @@ GgufVocab gguf_vocab_from_metadata(const GgufMetadata& md) {
   flag("tokenizer.ggml.add_eos_token", v.add_eos);
   flag("tokenizer.ggml.add_space_prefix", v.add_space_prefix);
   flag("tokenizer.ggml.remove_extra_whitespaces", v.remove_extra_whitespaces);
+  if (md.has("tokenizer.ggml.precompiled_charsmap")) {
+    // A u8 (or i8, as llama.cpp also accepts) array of the raw NormalizerSpec bytes.
+    const auto& b = md.get_ints("tokenizer.ggml.precompiled_charsmap");
+    v.precompiled_charsmap.reserve(b.size());
+    for (int64_t x : b) v.precompiled_charsmap.push_back(static_cast<char>(static_cast<uint8_t>(x)));
+  }
   const int64_t n = static_cast<int64_t>(v.tokens.size());
   for (int32_t x : {v.bos, v.eos, v.unk, v.pad, v.eot})
     ARQ_CHECK(x < n, IoError, md.origin, ": special token id ", x, " is outside the vocabulary of ", n);

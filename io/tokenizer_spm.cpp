@@ -177,6 +177,7 @@ SpmTokenizer::NormalizerFlags SpmTokenizer::normalizer_flags() const {
     WireReader spec{bytes};
     while (!spec.done() && spec.next(field, value, bytes)) {
       if (field == 1) f.name = std::string(bytes);
+      else if (field == 2) f.precompiled_charsmap = std::string(bytes);
       else if (field == 3) f.add_dummy_prefix = value != 0;
       else if (field == 4) f.remove_extra_whitespaces = value != 0;
       else if (field == 5) f.escape_whitespaces = value != 0;

@@ -40,6 +40,9 @@ class SpmTokenizer : public Tokenizer {
     bool add_dummy_prefix = true;
     bool remove_extra_whitespaces = true;
     bool escape_whitespaces = true;
+    // The compiled normalization rules (darts-clone trie + replacement strings); empty for
+    // "identity". A GGUF export writes them as tokenizer.ggml.precompiled_charsmap.
+    std::string precompiled_charsmap;
   };
   NormalizerFlags normalizer_flags() const;
 

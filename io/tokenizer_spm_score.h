@@ -9,6 +9,11 @@
 // With GgufVocab::remove_extra_whitespaces (GGUF `tokenizer.ggml.remove_extra_whitespaces`,
 // absent in llama.cpp's SPM files, so off by default) each stretch first loses its leading and
 // trailing spaces and every run of spaces becomes one, as sentencepiece's normalizer does.
+// With GgufVocab::precompiled_charsmap (`tokenizer.ggml.precompiled_charsmap`, which ar-quant
+// writes for sentencepiece models with a non-identity normalizer such as the default nmt_nfkc)
+// the text is first normalized by those rules ('\n' -> ' ', full-width -> ASCII, control
+// characters dropped) exactly as sentencepiece's Normalizer does, so the ids equal
+// libsentencepiece's. Without it (llama.cpp's files) every character is kept as written.
 //
 //   auto tok = SpmScoreTokenizer::from_gguf_vocab(vocab);
 //   tok->encode("Hello world", false);   // Llama-2: {15043, 3186}
@@ -40,9 +45,16 @@ class SpmScoreTokenizer : public Tokenizer {
   void encode_text(std::string_view text, bool parse_special, std::vector<int32_t>& out) const override;
 
  private:
-  // One stretch without control tokens: applies remove_extra_whitespaces, then encode_symbols.
+  // One stretch without control tokens: normalize, then encode_symbols.
   void encode_segment(std::string_view text, std::vector<int32_t>& out) const;
-  void encode_symbols(std::string_view text, std::vector<int32_t>& out) const;
+  // sentencepiece's Normalizer::Normalize: charsmap rules, remove_extra_whitespaces, the "▁"
+  // dummy prefix and spaces as "▁". Empty when nothing but removable spaces is left.
+  std::string normalize(std::string_view text) const;
+  // The normalized form of the longest prefix of text[i..] and how many bytes it consumed.
+  std::pair<std::string_view, size_t> normalize_prefix(std::string_view text, size_t i) const;
+  // Longest charsmap rule matching text[i..]: {byte length, offset of its replacement}; {0, 0} when none.
+  std::pair<size_t, size_t> charsmap_match(std::string_view text, size_t i) const;
+  void encode_symbols(const std::string& norm, std::vector<int32_t>& out) const;
   void emit_piece(const std::string& piece, std::vector<int32_t>& out) const;
 
   std::vector<std::string> tokens_;   // [n_vocab]
@@ -54,6 +66,10 @@ class SpmScoreTokenizer : public Tokenizer {
   int32_t byte_id_[256];              // <0xXX> pieces, -1 when absent
   bool add_space_prefix_ = true;
   bool remove_extra_whitespaces_ = false;   // llama.cpp's SPM keeps every space
+  // precompiled_charsmap, split: a darts-clone double array over UTF-8 bytes whose values are
+  // offsets of NUL-terminated replacements in charsmap_text_. Both empty: identity.
+  std::vector<uint32_t> charsmap_units_;
+  std::string charsmap_text_;
 };
 
 }  // namespace arq::io

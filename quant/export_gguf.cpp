@@ -92,6 +92,15 @@ void add_tokenizer_metadata(io::GgufMetadata& md, const std::string& folder, con
     const io::SpmTokenizer::NormalizerFlags nf = spm->normalizer_flags();
     md.set("tokenizer.ggml.add_space_prefix", GgufValue::make_bool(nf.add_dummy_prefix));
     md.set("tokenizer.ggml.remove_extra_whitespaces", GgufValue::make_bool(nf.remove_extra_whitespaces));
+    // A non-identity normalizer (sentencepiece's default nmt_nfkc: '\n' and '\t' become spaces,
+    // full-width forms ASCII) is a compiled rule table; without it a reader would keep '\n' and
+    // get <unk> or bytes where sentencepiece has "▁". llama.cpp reads this key only for "t5"
+    // vocabularies and ignores it here.
+    if (!nf.precompiled_charsmap.empty()) {
+      std::vector<int64_t> bytes(nf.precompiled_charsmap.size());
+      for (size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<uint8_t>(nf.precompiled_charsmap[i]);
+      md.set("tokenizer.ggml.precompiled_charsmap", io::gguf_int_array(io::GgufType::u8, std::move(bytes)));
+    }
   } else {
     md.set("tokenizer.ggml.model", GgufValue::make_string("gpt2"));
     md.set("tokenizer.ggml.pre", GgufValue::make_string(arch == "llama" ? "llama-bpe" : "qwen2"));
