@@ -2,6 +2,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ int cmd_selftest(const Args&) {
   std::printf("backends compiled in: cpu (%s)%s\n", ARQ_HAVE_ONEDNN ? "oneDNN" : "Eigen",
               cuda_compiled() ? ", cuda (cuBLAS)" : "");
   std::printf("cpu threads: %d\n", num_threads());
+  // main() re-executes with "passive" unless the user chose a policy (apps/main.cpp).
+  const char* omp_wait = std::getenv("OMP_WAIT_POLICY");
+  std::printf("openmp wait policy: %s\n", omp_wait ? omp_wait : "(unset)");
   bool ok = true;
   // f32 accumulation error is bounded by about k·eps relative to Σ|a·b| (k = 96, eps = 2^-24);
   // TF32 is off, so the same bound holds on CUDA.

@@ -1,8 +1,11 @@
 // ar-quant command line. Thin: picks the subcommand, reports errors; the work is in the library.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 #include "apps/commands.h"
 #include "arq_config.h"
@@ -37,7 +40,22 @@ void print_usage(FILE* f) {
 
 }  // namespace
 
+// oneDNN (Debian's build) runs GEMMs on OpenMP threads, which by default spin for a while after
+// each parallel region. Between GEMMs the engine's own thread pool runs the other ops, and on a
+// busy machine the spinning workers starve it (training the demo model on 2 busy cores: ~1,000
+// tokens/s spinning against ~25,000 passive). libgomp reads OMP_WAIT_POLICY once, when it is
+// loaded, before main (a setenv in .preinit_array is lost: libc resets environ after it), so
+// when the user has not chosen a policy the binary re-executes itself once with "passive".
+namespace {
+void ensure_passive_openmp(char** argv) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) return;
+  setenv("OMP_WAIT_POLICY", "passive", 1);
+  execv("/proc/self/exe", argv);   // returns only on failure: then run on as we are
+}
+}  // namespace
+
 int main(int argc, char** argv) {
+  ensure_passive_openmp(argv);
   std::vector<std::string> args(argv + 1, argv + argc);
   try {
     if (args.empty()) {

@@ -276,3 +276,20 @@ TEST_CASE("inspect: GGUF files") {
   CHECK(s.out.find("48 tensors") != std::string::npos);
   CHECK(s.out.find("architecture: llama") != std::string::npos);
 }
+
+TEST_CASE("ar-quant runs with OpenMP's passive wait policy unless the user chose one") {
+  // oneDNN's spinning OpenMP workers starve the engine's thread pool on a busy machine, so main()
+  // re-executes itself with OMP_WAIT_POLICY=passive when it is unset (apps/main.cpp).
+  const char* saved = std::getenv("OMP_WAIT_POLICY");
+  const std::string keep = saved ? saved : "";
+  unsetenv("OMP_WAIT_POLICY");
+  const RunResult unset = run_arq({"selftest"});
+  setenv("OMP_WAIT_POLICY", "active", 1);
+  const RunResult chosen = run_arq({"selftest"});
+  if (saved) setenv("OMP_WAIT_POLICY", keep.c_str(), 1);
+  else unsetenv("OMP_WAIT_POLICY");
+  CHECK(unset.status == 0);
+  CHECK(line_with(unset.out, "openmp wait policy") == "openmp wait policy: passive");
+  CHECK(chosen.status == 0);
+  CHECK(line_with(chosen.out, "openmp wait policy") == "openmp wait policy: active");
+}
