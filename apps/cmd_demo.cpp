@@ -189,6 +189,7 @@ io::JsonValue train_recipe(const DemoSettings& s, const io::Corpus& c) {
       .set("arch", s.arch)
       .set("model_size", s.model_size)
       .set("vocab_size", s.vocab_size)
+      .set("tokenizer", "bpe, llama-style (identity normalizer, byte fallback)")
       .set("train_tokens", s.train_tokens)
       .set("batch_size", s.batch_size)
       .set("seqlen", s.seqlen)
@@ -234,7 +235,8 @@ Trained train_demo_model(const DemoSettings& s, const io::Corpus& corpus, const 
   fs::create_directories(tmp);
 
   auto t0 = Clock::now();
-  const std::string proto = models::train_spm_model(corpus.train, {.vocab_size = s.vocab_size});
+  // Llama-2 style pieces, so llama.cpp tokenizes the GGUF export like sentencepiece does.
+  const std::string proto = models::train_spm_model(corpus.train, {.vocab_size = s.vocab_size, .llama_style = true});
   models::write_spm_model(proto, (tmp / "tokenizer.model").string());
   models::write_tokenizer_config(tmp.string(), s.seqlen);
   std::unique_ptr<io::Tokenizer> tok = io::load_tokenizer(tmp.string());

@@ -68,7 +68,8 @@ std::string train_spm_model(const std::vector<std::string>& sentences, const Spm
           // determinism: one thread, every sentence, no shuffling
           " --num_threads=1 --input_sentence_size=0 --shuffle_input_sentence=false",
           // Llama ids
-          " --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --minloglevel=2");
+          " --unk_id=0 --bos_id=1 --eos_id=2 --pad_id=-1 --minloglevel=2",
+          o.llama_style ? " --normalization_rule_name=identity --byte_fallback=true --remove_extra_whitespaces=false" : "");
   VectorIterator it(sentences, static_cast<size_t>(o.max_sentence_length));
   std::string proto;
   sentencepiece::util::Status st;

@@ -22,6 +22,10 @@ struct SpmTrainOptions {
   std::string model_type = "bpe";       // bpe | unigram | char | word
   double character_coverage = 0.9995;   // rarer characters become <unk>
   int64_t max_sentence_length = 16384;  // bytes; longer records are cut (sentencepiece skips them otherwise)
+  // Llama-2 style (what llama.cpp's SPM tokenizer can represent): no normalizer, <0xNN> byte
+  // pieces for characters without a piece (needs vocab_size > 259), spaces kept as they are.
+  // false: sentencepiece's defaults (nmt_nfkc, no byte fallback, extra spaces removed).
+  bool llama_style = false;
 };
 
 // Trains on `sentences` (one record each; newlines and tabs become spaces, since sentencepiece
