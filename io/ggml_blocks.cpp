@@ -21,6 +21,7 @@
 
 #include "engine/dtype.h"
 #include "engine/error.h"
+#include "kernels/cpu/thread_pool.h"
 
 namespace arq::io {
 
@@ -326,8 +327,12 @@ std::vector<uint8_t> ggml_quantize(const Tensor& w, GgmlType type) {
   const size_t row_bytes = ggml_row_bytes(type, cols);
   std::vector<uint8_t> out(row_bytes * static_cast<size_t>(rows));
   const float* src = x.data<float>();
-  for (int64_t r = 0; r < rows; ++r)
-    ggml_traits(type).encode(src + r * cols, out.data() + static_cast<size_t>(r) * row_bytes, cols);
+  // Rows are independent and each encoder is a pure function of its row, so the bytes do not
+  // depend on the split; the k-quant scale searches are what make GGUF export slow.
+  const GgmlTypeTraits& tr = ggml_traits(type);
+  cpu::parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) tr.encode(src + r * cols, out.data() + static_cast<size_t>(r) * row_bytes, cols);
+  });
   return out;
 }
 
@@ -340,8 +345,10 @@ Tensor ggml_dequantize(const uint8_t* data, size_t nbytes, GgmlType type, const 
             shape_str(shape), " needs ", row_bytes * static_cast<size_t>(rows), " bytes, got ", nbytes);
   Tensor y = Tensor::empty(shape, DType::f32);
   float* dst = y.data<float>();
-  for (int64_t r = 0; r < rows; ++r)
-    ggml_traits(type).decode(data + static_cast<size_t>(r) * row_bytes, dst + r * cols, cols);
+  const GgmlTypeTraits& tr = ggml_traits(type);
+  cpu::parallel_for(rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; ++r) tr.decode(data + static_cast<size_t>(r) * row_bytes, dst + r * cols, cols);
+  });
   return y;
 }
 
