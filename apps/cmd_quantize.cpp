@@ -155,8 +155,11 @@ int cmd_quantize(const Args& args) {
               gguf_only ? (job.format + " (per-tensor types)").c_str() : o.scheme.str().c_str(), static_cast<long long>(o.iters), static_cast<long long>(job.nsamples),
               static_cast<long long>(job.seqlen), static_cast<long long>(o.batch_size), rc.name.c_str());
   const quant::QuantizeJobResult r = quant::run_quantize_job(job);
-  std::printf("wrote %s (format %s, %lld quantized layers)\n", r.output_folder.c_str(), job.format.c_str(),
-              static_cast<long long>(r.n_quantized_layers));
+  if (gguf_only && o.iters == 0)
+    std::printf("wrote %s (format %s, encoded by llama.cpp's searches)\n", r.output_folder.c_str(), job.format.c_str());
+  else
+    std::printf("wrote %s (format %s, %lld quantized layers)\n", r.output_folder.c_str(), job.format.c_str(),
+                static_cast<long long>(r.n_quantized_layers));
   if (!job.eval_text.empty())
     std::printf("perplexity on %s (%lld tokens): fp %.4f, quantized %.4f\n", job.eval_text.c_str(),
                 static_cast<long long>(r.eval_tokens), r.fp_ppl, r.q_ppl);

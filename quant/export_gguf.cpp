@@ -321,8 +321,27 @@ std::function<LayerChoice(const std::string&, int64_t, int64_t)> gguf_layer_choo
 }
 
 void apply_gguf_schemes(const std::string& format_spec, const models::DecoderSpec& spec, PipelineOptions& o) {
-  if (format_spec == "fake" || o.iters <= 0) return;
+  if (format_spec == "fake") return;
   const std::vector<ExportFormat> formats = parse_export_formats(format_spec);
+  if (o.iters <= 0) {
+    // --iters 0 with only GGUF outputs: the export encodes every tensor from the original weights
+    // with llama.cpp's searches, so RTN/opt-RTN results of the blocks would be computed and
+    // dropped (for a large model, minutes of opt-RTN). Keep every layer as it is instead.
+    for (const ExportFormat& f : formats)
+      if (f.kind != ExportKind::gguf) return;
+    const std::string line = cat(format_spec, " --iters 0: every tensor is encoded from the original weights by ",
+                                 "llama.cpp's searches at export; nothing to quantize before it");
+    if (o.log) o.log(line);
+    else std::fprintf(stderr, "%s\n", line.c_str());
+    o.disable_opt_rtn = true;  // no importance-matrix pass either
+    o.choose_layer_fn = [](const std::string&, int64_t, int64_t) {
+      LayerChoice c;
+      c.scheme.bits = 16;
+      c.reason = "gguf --iters 0: encoded at export";
+      return c;
+    };
+    return;
+  }
   const ExportFormat* g = nullptr;
   for (const ExportFormat& f : formats)
     if (f.kind == ExportKind::gguf) g = &f;

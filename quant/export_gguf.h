@@ -63,8 +63,9 @@ std::function<LayerChoice(const std::string&, int64_t, int64_t)> gguf_layer_choo
 // The preset wins over the global scheme (--bits/--group_size/--sym/--data_type, as in
 // AutoRound), with a log line when that scheme is not the default. UsageError when the GGUF
 // format is combined with other formats (each layer has one tuned data type) or with
-// --layer_config (not supported for GGUF yet). iters 0 leaves `o` alone: the export encodes
-// from the FP weights with llama.cpp's searches.
+// --layer_config (not supported for GGUF yet). iters 0: the export encodes from the FP weights
+// with llama.cpp's searches, so when every format is GGUF each layer is kept as it is (no RTN or
+// opt-RTN work whose result would be dropped); with an HF format beside it `o` is left alone.
 void apply_gguf_schemes(const std::string& format_spec, const models::DecoderSpec& spec, PipelineOptions& o);
 
 // Rows of a q_proj/k_proj weight [n_head·hd, in] (or bias [n_head·hd]) in llama.cpp's

@@ -282,10 +282,22 @@ TEST_CASE("gguf tuned: scheme facts, the per-layer chooser and the job's rules")
   CHECK(choose("model.layers.0.self_attn.v_proj", 128, 256).scheme.str() == gguf_type_scheme(GgmlType::q4_K).str());
   CHECK(choose("model.layers.1.self_attn.v_proj", 128, 256).scheme.str() == gguf_type_scheme(GgmlType::q6_K).str());
 
+  {
+    // iters 0, GGUF only: llama.cpp's searches encode the FP weights at export, so no layer is
+    // quantized before it and no importance matrix is gathered; with an HF format beside it the
+    // options are left alone (that format needs the RTN results).
+    PipelineOptions z;
+    z.iters = 0;
+    apply_gguf_schemes("auto_round,gguf:q4_k_m", big, z);
+    CHECK(!z.choose_layer_fn);
+    CHECK(!z.disable_opt_rtn.has_value());
+    apply_gguf_schemes("gguf:q4_k_m", big, z);
+    REQUIRE(z.choose_layer_fn);
+    CHECK(z.choose_layer_fn("model.layers.1.self_attn.v_proj", 128, 256).scheme.keep_fp());
+    CHECK(z.choose_layer_fn("model.layers.0.mlp.down_proj", 256, 512).scheme.keep_fp());
+    CHECK(z.disable_opt_rtn.value_or(false));
+  }
   PipelineOptions o;
-  o.iters = 0;
-  apply_gguf_schemes("gguf:q4_k_m", big, o);
-  CHECK(!o.choose_layer_fn);   // iters 0: llama.cpp's searches on the FP weights, nothing to tune
   o.iters = 10;
   std::string logged;
   o.log = [&](const std::string& l) { logged += l; };
