@@ -15,7 +15,7 @@ struct FlagSpec {
   std::string name;        // without the leading dashes
   bool takes_value = true; // false: a boolean switch
   std::string help;
-  std::string default_value;  // shown in help; "" for none
+  std::string default_value{};  // shown in help; "" for none
 };
 
 class Flags {

@@ -38,8 +38,8 @@ enum class ExportKind : uint8_t { auto_round, auto_gptq, auto_awq, gguf };
 struct ExportFormat {
   ExportKind kind = ExportKind::auto_round;
   std::string spec;            // as given: "auto_round", "auto_round:auto_awq", "gguf:q4_k_m"
-  std::string packing_format;  // auto_round: "" (chosen from the scheme) or an explicit "auto_round:..."
-  std::string gguf_preset;     // gguf: "q4_k_m", ...
+  std::string packing_format{};  // auto_round: "" (chosen from the scheme) or an explicit "auto_round:..."
+  std::string gguf_preset{};     // gguf: "q4_k_m", ...
   std::string subfolder() const;   // spec with ':' and '_' → '-'
 };
 
@@ -73,7 +73,7 @@ struct ExportOptions {
   std::string output_folder;
   bool overwrite = false;
   uint64_t max_shard_bytes = 5'000'000'000ULL;
-  std::function<void(const std::string&)> log;   // warnings and progress (may be empty)
+  std::function<void(const std::string&)> log{};   // warnings and progress (may be empty)
 };
 
 struct ExportResult {

@@ -21,11 +21,11 @@
 namespace arq::quant {
 
 struct SchemeOverride {
-  std::optional<int> bits;
-  std::optional<int64_t> group_size;
-  std::optional<bool> sym;
-  std::optional<std::string> data_type;
-  std::optional<DType> scale_dtype;
+  std::optional<int> bits{};
+  std::optional<int64_t> group_size{};
+  std::optional<bool> sym{};
+  std::optional<std::string> data_type{};
+  std::optional<DType> scale_dtype{};
   void apply(QuantScheme& s) const;
 };
 

@@ -28,8 +28,8 @@ namespace arq::quant {
 
 struct PipelineOptions {
   QuantScheme scheme;                   // default scheme of every quantizable linear
-  LayerConfig layer_config;
-  std::vector<std::string> fp_layers;
+  LayerConfig layer_config{};
+  std::vector<std::string> fp_layers{};
   bool quant_lm_head = false;
   int64_t iters = 200;                  // 0: RTN / opt-RTN
   double lr = 0;                        // 0: auto per layer
@@ -39,12 +39,12 @@ struct PipelineOptions {
   bool enable_minmax_tuning = true;
   bool enable_quanted_input = true;
   bool not_use_best_mse = false;
-  std::optional<bool> disable_opt_rtn;  // unset: opt-RTN wherever it applies (§3)
+  std::optional<bool> disable_opt_rtn{};  // unset: opt-RTN wherever it applies (§3)
   uint64_t seed = 42;
   DType cache_dtype = DType::f32;       // activation caches: f32 or bf16
   // Observers (may be empty): a finished block's log line; every tuning iteration.
-  std::function<void(const std::string&)> log;
-  std::function<void(int64_t block, int64_t iter, int64_t iters, double loss)> on_iter;
+  std::function<void(const std::string&)> log{};
+  std::function<void(int64_t block, int64_t iter, int64_t iters, double loss)> on_iter{};
   // Streaming sink (may be empty): called once per finished block — and once more with
   // block = num_blocks for lm_head — with its frozen layers (by module name) and their
   // dequantized weights (by checkpoint tensor name, on the CPU). When set, the pipeline hands
@@ -52,11 +52,11 @@ struct PipelineOptions {
   // block is resident; the caller writes them out.
   std::function<void(int64_t block, std::map<std::string, QuantizedLinear>&& quantized,
                      std::map<std::string, Tensor>&& weights)>
-      on_block_frozen;
+      on_block_frozen{};
   // Per-layer scheme (may be empty): when set, it replaces choose_layer(scheme, layer_config,
   // fp_layers) for the linears inside blocks — GGUF export sets it so each layer is tuned on
   // the data type of the ggml type it is written with (quant/export_gguf.h gguf_layer_chooser).
-  std::function<LayerChoice(const std::string& layer, int64_t out_features, int64_t in_features)> choose_layer_fn;
+  std::function<LayerChoice(const std::string& layer, int64_t out_features, int64_t in_features)> choose_layer_fn{};
 };
 
 struct LayerLog {

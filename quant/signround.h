@@ -47,7 +47,7 @@ struct SignRoundOptions {
   int64_t dynamic_max_gap = -1;   // > 0: stop when the best iteration is this many steps old
   DType compute_dtype = DType::f32;  // the block runs in this dtype (inputs are cast to it)
   // Called after every iteration (progress bars); may be empty.
-  std::function<void(int64_t iter, int64_t iters, double loss)> on_iter;
+  std::function<void(int64_t iter, int64_t iters, double loss)> on_iter{};
 };
 
 // Activations of one block for all calibration samples. The output width may differ from
@@ -58,7 +58,7 @@ struct TuneData {
   Tensor mask;     // [n, s] 0/1 valid-token mask (floating), or undefined: every token valid
   // Instead of `targets`: the reference outputs of samples `idx`, computed when needed (a layer
   // whose outputs for all samples would not fit, e.g. lm_head's [n, s, vocab]): [len(idx), s, H_out].
-  std::function<Tensor(const std::vector<int64_t>& idx)> reference;
+  std::function<Tensor(const std::vector<int64_t>& idx)> reference{};
 };
 
 struct TunedLinear {
