@@ -4,6 +4,7 @@
 
 #include "autograd/ops.h"
 #include "engine/ops.h"
+#include "quant/signround.h"
 
 namespace arq::quant {
 
@@ -68,19 +69,12 @@ void ImatrixCollector::end_batch() {
 
 Tensor run_block_with_imatrix(const ObservedBlockFn& block, const Tensor& x, int64_t batch_size, DType compute_dtype,
                               DType out_dtype, ImatrixCollector& collector) {
-  ARQ_CHECK(x.dim() == 3, ShapeError, "[imatrix] block input must be [n, s, H], got ", x.str());
-  ARQ_CHECK(batch_size >= 1, UsageError, "[imatrix] batch_size must be >= 1, got ", batch_size);
-  ag::NoGrad ng;
   const models::LinearObserver obs = collector.observer();
-  const int64_t n = x.size(0);
-  std::vector<Tensor> outs;
-  for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
-    const int64_t b = std::min(batch_size, n - b0);
-    const Tensor xb = x.narrow(0, b0, b).to(compute_dtype);
-    outs.push_back(block(ag::Var(xb), obs).value().to(out_dtype));
+  return map_sample_batches(x, batch_size, compute_dtype, out_dtype, [&](const ag::Var& xb) {
+    ag::Var y = block(xb, obs);
     collector.end_batch();
-  }
-  return outs.size() == 1 ? outs[0].contiguous() : concat(outs, 0);
+    return y;
+  });
 }
 
 }  // namespace arq::quant

@@ -70,10 +70,7 @@ size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 // lm_head's input for every sample: the final norm of the last block's output, [n, s, H] in
 // `out` dtype, computed in chunks of `batch`.
 Tensor final_norm_all(const models::CausalLM& lm, const Tensor& x, int64_t batch, DType out) {
-  std::vector<Tensor> outs;
-  for (int64_t b0 = 0; b0 < x.size(0); b0 += batch)
-    outs.push_back(lm.final_norm(x.narrow(0, b0, std::min(batch, x.size(0) - b0)).to(lm.dtype())).to(out));
-  return outs.size() == 1 ? outs[0].contiguous() : concat(outs, 0);
+  return map_sample_batches(x, batch, lm.dtype(), out, [&](const ag::Var& xb) { return ag::Var(lm.final_norm(xb.value())); });
 }
 
 // BlockInputs (RoPE tables, masks) per batch size, built once and reused by every block.

@@ -171,20 +171,25 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
   return res;
 }
 
-Tensor run_block(const BlockFn& block, const Tensor& x, const std::map<std::string, Tensor>& weights, int64_t batch_size,
-                 DType compute_dtype, DType out_dtype) {
-  ARQ_CHECK(x.dim() == 3, ShapeError, "[run_block] input must be [n, s, H], got ", x.str());
+Tensor map_sample_batches(const Tensor& x, int64_t batch_size, DType compute_dtype, DType out_dtype,
+                          const std::function<ag::Var(const ag::Var& xb)>& fn) {
+  ARQ_CHECK(x.dim() == 3, ShapeError, "[block batches] input must be [n, s, H], got ", x.str());
+  ARQ_CHECK(batch_size >= 1, UsageError, "[block batches] batch_size must be >= 1, got ", batch_size);
   ag::NoGrad ng;
-  WeightMap wm;
-  for (const auto& [name, t] : weights) wm[name] = ag::Var(t);
   const int64_t n = x.size(0);
   std::vector<Tensor> outs;
   for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
     const int64_t b = std::min(batch_size, n - b0);
-    const Tensor xb = x.narrow(0, b0, b).to(compute_dtype);
-    outs.push_back(block(ag::Var(xb), wm).value().to(out_dtype));
+    outs.push_back(fn(ag::Var(x.narrow(0, b0, b).to(compute_dtype))).value().to(out_dtype));
   }
   return outs.size() == 1 ? outs[0].contiguous() : concat(outs, 0);
+}
+
+Tensor run_block(const BlockFn& block, const Tensor& x, const std::map<std::string, Tensor>& weights, int64_t batch_size,
+                 DType compute_dtype, DType out_dtype) {
+  WeightMap wm;
+  for (const auto& [name, t] : weights) wm[name] = ag::Var(t);
+  return map_sample_batches(x, batch_size, compute_dtype, out_dtype, [&](const ag::Var& xb) { return block(xb, wm); });
 }
 
 }  // namespace arq::quant

@@ -83,6 +83,11 @@ double auto_lr(int64_t iters, int bits);
 TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& linears, const TuneData& data,
                       const SignRoundOptions& opt, PyRandom& rng);
 
+// x [n, s, H] in chunks of `batch_size` samples, each cast to `compute_dtype` and passed to `fn`
+// without gradients; the outputs, cast to `out_dtype`, concatenated along the samples.
+Tensor map_sample_batches(const Tensor& x, int64_t batch_size, DType compute_dtype, DType out_dtype,
+                          const std::function<ag::Var(const ag::Var& xb)>& fn);
+
 // Block outputs for all samples without gradients, in chunks of `batch_size`:
 // x [n, s, H] → [n, s, H] in `out_dtype`. `weights` as for the block function.
 Tensor run_block(const BlockFn& block, const Tensor& x, const std::map<std::string, Tensor>& weights, int64_t batch_size,
