@@ -40,6 +40,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/llama_1b_spec.h"
 #include "engine/ops.h"
 #include "io/ggml_blocks.h"
 #include "io/gguf.h"
@@ -61,24 +62,8 @@ using QuantMap = std::map<std::string, quant::QuantizedLinear>;
 // a lazy interface may replace it — then only this line changes).
 void attach_quantized(quant::ExportSource& src, const QuantMap& q) { src.quantized = &q; }
 
-models::DecoderSpec spec_1b() {
-  models::DecoderSpec s;
-  s.model_type = "llama";
-  s.vocab_size = 4096;
-  s.hidden_size = 2048;
-  s.intermediate_size = 5632;
-  s.num_hidden_layers = 2;
-  s.num_attention_heads = 16;
-  s.num_key_value_heads = 8;
-  s.head_dim = 128;
-  s.rms_norm_eps = 1e-5;
-  s.rope.dim = 128;
-  s.rope.max_position_embeddings = 4096;
-  s.sliding_window.assign(2, 0);
-  s.tie_word_embeddings = false;
-  s.validate();
-  return s;
-}
+// 2 blocks, a 4096-token vocabulary, untied lm_head.
+models::DecoderSpec spec_1b() { return bench::llama_1b_spec(2, 4096); }
 
 // The saved random model, its mmap'ed tensors and the RTN results, made once per process.
 struct Fixture {

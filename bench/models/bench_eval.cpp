@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/llama_1b_spec.h"
 #include "engine/ops.h"
 #include "models/family.h"
 #include "models/random_model.h"
@@ -30,20 +31,7 @@ double median(std::vector<double> v) {
   return v[v.size() / 2];
 }
 
-DecoderSpec spec_1b() {
-  DecoderSpec s = tiny_spec("llama");
-  s.vocab_size = 32000;
-  s.hidden_size = 2048;
-  s.intermediate_size = 5632;
-  s.num_hidden_layers = 2;
-  s.num_attention_heads = 16;
-  s.num_key_value_heads = 8;
-  s.head_dim = 128;
-  s.rope.dim = 128;
-  s.rope.max_position_embeddings = 4096;
-  s.sliding_window.assign(2, 0);
-  return s;
-}
+DecoderSpec spec_1b() { return arq::bench::llama_1b_spec(2, 32000); }
 
 // FLOPs of one forward over s tokens: 2 per weight per token, plus QKᵀ and PV over all s keys
 // (the kernel computes the full s × s product; the causal half is masked, not skipped).

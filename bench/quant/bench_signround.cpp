@@ -15,6 +15,7 @@
 
 #include <cstdio>
 
+#include "bench/llama_1b_spec.h"
 #include "autograd/autograd.h"
 #include "engine/ops.h"
 #include "models/random_model.h"
@@ -27,23 +28,7 @@ namespace {
 
 constexpr int64_t kBatch = 8, kSeq = 512;
 
-models::DecoderSpec spec_1b() {
-  models::DecoderSpec s;
-  s.model_type = "llama";
-  s.vocab_size = 256;
-  s.hidden_size = 2048;
-  s.intermediate_size = 5632;
-  s.num_hidden_layers = 1;
-  s.num_attention_heads = 16;
-  s.num_key_value_heads = 8;
-  s.head_dim = 128;
-  s.rms_norm_eps = 1e-5;
-  s.rope.dim = 128;
-  s.rope.max_position_embeddings = 4096;
-  s.sliding_window.assign(1, 0);
-  s.validate();
-  return s;
-}
+models::DecoderSpec spec_1b() { return bench::llama_1b_spec(1, 256); }
 
 struct Setup {
   models::CausalLM lm;
