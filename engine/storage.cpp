@@ -132,9 +132,18 @@ void set_allocator(DeviceType t, Allocator* a) {
   g_cuda_allocator = a;
 }
 
+namespace cuda {
+// kernels/cuda (or its stub): the stream of cuda:`device`; the call makes `device` the calling
+// thread's current CUDA device (and checks that it exists).
+void* stream_handle(int device);
+}  // namespace cuda
+
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes, Device d) {
   std::shared_ptr<Storage> s(new Storage());
   s->allocator_ = &allocator_for(d);
+  // The CUDA caching allocator allocates on the current device: make it d's, or a tensor for
+  // cuda:1 would land on whichever device this thread used last.
+  if (d.is_cuda()) (void)cuda::stream_handle(d.index);
   s->data_ = s->allocator_->allocate(nbytes);
   s->nbytes_ = nbytes;
   s->device_ = d;

@@ -96,7 +96,10 @@ int cuda_device_count() {
 
 std::string cuda_device_name(int index) {
   cudaDeviceProp p{};
-  if (cudaGetDeviceProperties(&p, index) != cudaSuccess) return "";
+  if (cudaGetDeviceProperties(&p, index) != cudaSuccess) {
+    (void)cudaGetLastError();  // not left for the next launch check to report
+    return "";
+  }
   return p.name;
 }
 

@@ -7,13 +7,18 @@
 
 #include "engine/backend.h"
 
+// On failure the runtime's last error is cleared before the throw: a caught, non-sticky error
+// (a bad device index, an allocation) must not resurface in the next launch check
+// (cudaGetLastError) as a failure of an unrelated kernel.
 #define CUDA_CHECK(stmt)                                                                          \
   do {                                                                                            \
     cudaError_t err__ = (stmt);                                                                   \
-    if (err__ != cudaSuccess)                                                                     \
+    if (err__ != cudaSuccess) {                                                                   \
+      (void)cudaGetLastError();                                                                   \
       throw ::arq::DeviceError(::arq::cat("CUDA error ", cudaGetErrorName(err__), " (",           \
                                           cudaGetErrorString(err__), ") in `", #stmt, "` at ",    \
                                           __FILE__, ":", __LINE__));                              \
+    }                                                                                             \
   } while (0)
 
 #define CUBLAS_CHECK(stmt)                                                                        \

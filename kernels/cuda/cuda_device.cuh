@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/cuda_descs.h"
 
 namespace arq::cuda {
 
@@ -98,95 +99,7 @@ __device__ __forceinline__ float sub_rn(float a, float b) { return __fsub_rn(a, 
 __device__ __forceinline__ double sub_rn(double a, double b) { return __dsub_rn(a, b); }
 
 // ---- strided addressing of N operands over one iteration shape ------------------------------
-inline constexpr int kMaxDims = 8;
-
-template <int N>
-struct Descs {
-  int nd;
-  int64_t shape[kMaxDims];
-  int64_t strides[N][kMaxDims];
-  bool contiguous;  // every operand is dense row-major over `shape`: offset == linear index
-  bool small;       // numel < 2^31: coordinates by 32-bit multiply-shift division (below)
-  // Division by shape[d] as q = (umulhi(i, magic) + i) >> shift, exact for i < 2^31
-  // (Granlund & Montgomery; shift = ceil(log2 d), magic = 2^32·(2^shift − d)/d + 1).
-  uint32_t magic[kMaxDims];
-  uint32_t shift[kMaxDims];
-};
-
-// Coalesced layout of N operands that all have `shape` (as kernels/cpu/strided.h make_layout):
-// size-1 dims dropped, neighbours merged where every operand is contiguous across them.
-template <int N>
-Descs<N> make_descs(const Shape& shape, const std::array<const Tensor*, N>& ops) {
-  Descs<N> L{};
-  int nd = 0;
-  int64_t sh[32];
-  int64_t st[N][32];
-  ARQ_CHECK(shape.size() <= 32, UnsupportedError, "cuda kernels support at most 32 dims, got ", shape_str(shape));
-  for (size_t d = 0; d < shape.size(); ++d) {
-    if (shape[d] == 1) continue;
-    if (nd > 0) {
-      bool merge = true;
-      for (int k = 0; k < N; ++k) merge = merge && st[k][nd - 1] == ops[k]->strides()[d] * shape[d];
-      if (merge) {
-        sh[nd - 1] *= shape[d];
-        for (int k = 0; k < N; ++k) st[k][nd - 1] = ops[k]->strides()[d];
-        continue;
-      }
-    }
-    sh[nd] = shape[d];
-    for (int k = 0; k < N; ++k) st[k][nd] = ops[k]->strides()[d];
-    ++nd;
-  }
-  if (nd == 0) {
-    nd = 1;
-    sh[0] = 1;
-    for (int k = 0; k < N; ++k) st[k][0] = 1;
-  }
-  ARQ_CHECK(nd <= kMaxDims, UnsupportedError, "cuda kernels support at most ", kMaxDims,
-            " non-mergeable dims, got shape ", shape_str(shape));
-  L.nd = nd;
-  L.contiguous = nd == 1;
-  for (int d = 0; d < nd; ++d) {
-    L.shape[d] = sh[d];
-    for (int k = 0; k < N; ++k) L.strides[k][d] = st[k][d];
-  }
-  for (int k = 0; k < N; ++k) L.contiguous = L.contiguous && st[k][0] == 1;
-  L.small = shape_numel(shape) < (int64_t{1} << 31);
-  for (int d = 0; d < nd && L.small; ++d) {
-    const uint64_t dv = static_cast<uint64_t>(sh[d]);
-    uint32_t l = 0;
-    while ((uint64_t{1} << l) < dv) ++l;
-    L.shift[d] = l;
-    L.magic[d] = static_cast<uint32_t>(((uint64_t{1} << 32) * ((uint64_t{1} << l) - dv)) / dv + 1);
-  }
-  return L;
-}
-
-// Element offsets (in elements) of linear index i for every operand.
-template <int N>
-__device__ __forceinline__ void offsets_of(const Descs<N>& L, int64_t i, int64_t (&off)[N]) {
-  if (L.contiguous) {
-    for (int k = 0; k < N; ++k) off[k] = i;
-    return;
-  }
-  for (int k = 0; k < N; ++k) off[k] = 0;
-  if (L.small) {
-    uint32_t j = static_cast<uint32_t>(i);
-    for (int d = L.nd - 1; d >= 0; --d) {
-      const uint32_t q = static_cast<uint32_t>((static_cast<uint64_t>(__umulhi(j, L.magic[d])) + j) >> L.shift[d]);
-      const uint32_t c = j - q * static_cast<uint32_t>(L.shape[d]);
-      j = q;
-      for (int k = 0; k < N; ++k) off[k] += static_cast<int64_t>(c) * L.strides[k][d];
-    }
-    return;
-  }
-  for (int d = L.nd - 1; d >= 0; --d) {
-    const int64_t s = L.shape[d];
-    const int64_t c = i % s;
-    i /= s;
-    for (int k = 0; k < N; ++k) off[k] += c * L.strides[k][d];
-  }
-}
+// Descs<N>, make_descs, offsets_of: cuda_descs.h (host + device, unit-tested on the CPU).
 
 // V consecutive elements moved as one aligned load/store (16 bytes for the widest operand):
 // contiguous elementwise kernels use it when every pointer is aligned, which a fresh allocation

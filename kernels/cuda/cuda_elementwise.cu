@@ -43,18 +43,23 @@ __global__ void fill_kernel(D* dst, Descs<1> L, D v, int64_t n) {
 
 void copy(const Tensor& src, Tensor& dst) {
   const Device dev = dst.device().is_cuda() ? dst.device() : src.device();
-  cudaStream_t s = stream_for(dev);
   const bool same_layout = src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous();
   if (src.device() != dst.device()) {
     // Host <-> device (or device <-> device): bytes move as they are; the caller made both
     // contiguous and of one dtype.
     ARQ_CHECK(same_layout, DeviceError, "[copy] cross-device copy needs contiguous tensors of one dtype: ", src.str(),
               " -> ", dst.str());
+    if (dst.numel() == 0) return;
+    // cuda:A -> cuda:B runs on B's stream, which does not wait for the kernels on A's stream that
+    // may still be writing src: finish A's work first.
+    if (src.device().is_cuda() && dst.device().is_cuda()) CUDA_CHECK(cudaStreamSynchronize(stream_for(src.device())));
+    cudaStream_t s = stream_for(dev);
     CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(), cudaMemcpyDefault, s));
     CUDA_CHECK(cudaStreamSynchronize(s));
     return;
   }
   if (dst.numel() == 0) return;
+  cudaStream_t s = stream_for(dev);
   if (same_layout) {
     CUDA_CHECK(cudaMemcpyAsync(dst.data_ptr(), src.data_ptr(), dst.nbytes(), cudaMemcpyDeviceToDevice, s));
     return;

@@ -23,7 +23,9 @@ struct SumPolicy {
   __device__ static State empty() { return W(0); }
   __device__ static State step(State s, T x, int64_t) {
     const W v = static_cast<W>(load(x));
-    if constexpr (kSquares) return s + v * v;
+    // f64: v·v rounded before the add (no FMA contraction), as the CPU's `acc += v * v`.
+    if constexpr (kSquares && std::is_same_v<W, double>) return __dadd_rn(s, __dmul_rn(v, v));
+    else if constexpr (kSquares) return s + v * v;
     else return s + v;
   }
   __device__ static State combine(State a, State b) { return a + b; }

@@ -5,12 +5,17 @@
 // view (the CPU kernels are themselves tested against f64 plain loops in tests/engine).
 #pragma once
 
+#include <doctest/doctest.h>
+
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <exception>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 
 namespace arq::cudatest {
@@ -166,6 +171,69 @@ inline Mismatch compare(const Tensor& cpu, const Tensor& gpu, Tol tol) {
   if (bad == 0) return {};
   return {false, cat(bad, " of ", c.size(), " elements differ; first at flat index ", first, ": cpu ", c[first],
                      " cuda ", g[first], " (rtol ", tol.rtol, ", atol ", tol.atol, ", worst |diff| ", worst, ")")};
+}
+
+// ---- the op table ----------------------------------------------------------------------------
+// One case: named inputs, the op (run once on CPU inputs, once on device inputs), a tolerance per
+// output (the last one repeats), and optionally a hook that refines an output's tolerance from
+// the CPU result (an atol that scales with max|y| where two terms cancel).
+using Outputs = std::vector<Tensor>;
+using OpFn = std::function<Outputs(const std::vector<Tensor>&)>;
+using TolFn = std::function<Tol(size_t output, const Tensor& want, Tol tol)>;
+struct OpCase {
+  std::string name;
+  std::vector<Input> inputs;
+  OpFn op;
+  std::vector<Tol> tols;
+  TolFn refine = nullptr;
+};
+
+// The device under test: cuda:0, or the CPU itself when ARQ_CUDA_TEST_ON_CPU=1 (a self-check of
+// the tables on machines without a GPU: every case must then match exactly).
+inline Device device_under_test() { return on_cpu_selfcheck() ? Device::cpu() : Device::cuda(0); }
+
+// Runs one case on both devices; false (after reporting the first bad element) on any mismatch
+// or exception.
+inline bool run_op_case(const OpCase& c) {
+  std::vector<Tensor> cin, gin;
+  for (const Input& in : c.inputs) {
+    cin.push_back(in.view(in.base));
+    gin.push_back(in.view(in.base.clone().to(device_under_test())));
+  }
+  Outputs want, got;
+  try {
+    want = c.op(cin);
+  } catch (const std::exception& e) {
+    FAIL_CHECK(cat(c.name, ": the CPU kernel threw: ", e.what()));
+    return false;
+  }
+  try {
+    got = c.op(gin);
+    backend_for(device_under_test()).synchronize();
+  } catch (const std::exception& e) {
+    FAIL_CHECK(cat(c.name, ": cuda threw: ", e.what()));
+    return false;
+  }
+  bool ok = want.size() == got.size();
+  if (!ok) FAIL_CHECK(cat(c.name, ": ", want.size(), " outputs on the CPU, ", got.size(), " on cuda"));
+  for (size_t i = 0; ok && i < want.size(); ++i) {
+    CHECK_MESSAGE(got[i].device() == device_under_test(), cat(c.name, ": output ", i, " is on ", got[i].device().str()));
+    Tol t = c.tols[std::min(i, c.tols.size() - 1)];
+    if (c.refine) t = c.refine(i, want[i], t);
+    const Mismatch m = compare(want[i], got[i], t);
+    CHECK_MESSAGE(m.ok, cat(c.name, ": output ", i, ": ", m.what));
+    ok = ok && m.ok;
+  }
+  return ok;
+}
+
+// Runs every case (one failing case does not stop the others) and reports "<k> of <n> <what>
+// match the CPU", the line scripts/gpu-check puts in its table.
+inline void run_op_table(const std::vector<OpCase>& cases, const char* what) {
+  int passed = 0;
+  for (const OpCase& c : cases) passed += run_op_case(c) ? 1 : 0;
+  MESSAGE(cat(passed, " of ", cases.size(), " ", what, " match the CPU"));
+  CHECK(passed == static_cast<int>(cases.size()));
 }
 
 }  // namespace arq::cudatest

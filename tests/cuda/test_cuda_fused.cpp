@@ -19,19 +19,9 @@ using namespace arq::cudatest;
 
 namespace {
 
-using Outputs = std::vector<Tensor>;
-using OpFn = std::function<Outputs(const std::vector<Tensor>&)>;
-
-struct FusedCase {
-  std::string name;
-  std::vector<Input> inputs;
-  OpFn op;
-  std::vector<Tol> tols;  // one per output
-};
+using FusedCase = OpCase;  // the table runner is cuda_test_util.h's run_op_table
 
 const DType kFloats[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
-
-Device test_device() { return on_cpu_selfcheck() ? Device::cpu() : Device::cuda(0); }
 
 double max_abs(const Tensor& t) {
   double m = 0;
@@ -93,47 +83,16 @@ void add_cases(std::vector<FusedCase>& cases) {
                         make_input(r.shape, dt, Fill::signed_unit, r.view, 113)},
                        [](const std::vector<Tensor>& x) {
                          auto [dx, dw] = rms_norm_backward(x[0], x[1], x[2], 1e-6);
-                         // atol of dx scales with the largest |dx|: carried as a third output
                          return Outputs{dx, dw};
                        },
-                       {Tol{2 * et + 8 * ec + f64d, 0}, Tol{2 * et + 2 * ec + f64r, 4.0 * n_rows * (2 * ec + f64r)}}});
+                       {Tol{2 * et + 8 * ec + f64d, 0}, Tol{2 * et + 2 * ec + f64r, 4.0 * n_rows * (2 * ec + f64r)}},
+                       // dx: cancellation between its two terms; the absolute part scales with max|dx|.
+                       [ec, et](size_t i, const Tensor& want, Tol t) {
+                         if (i == 0) t.atol = (16 * ec + 2 * et) * max_abs(want) + tiny_of(want.dtype());
+                         return t;
+                       }});
     }
   }
-}
-
-bool run_case(const FusedCase& c) {
-  std::vector<Tensor> cin, gin;
-  for (const Input& in : c.inputs) {
-    cin.push_back(in.view(in.base));
-    gin.push_back(in.view(in.base.clone().to(test_device())));
-  }
-  Outputs want, got;
-  try {
-    want = c.op(cin);
-  } catch (const std::exception& e) {
-    FAIL_CHECK(cat(c.name, ": the CPU kernel threw: ", e.what()));
-    return false;
-  }
-  try {
-    got = c.op(gin);
-    backend_for(test_device()).synchronize();
-  } catch (const std::exception& e) {
-    FAIL_CHECK(cat(c.name, ": cuda threw: ", e.what()));
-    return false;
-  }
-  bool ok = want.size() == got.size();
-  for (size_t i = 0; ok && i < want.size(); ++i) {
-    CHECK_MESSAGE(got[i].device() == test_device(), cat(c.name, ": output ", i, " is on ", got[i].device().str()));
-    Tol t = c.tols[std::min(i, c.tols.size() - 1)];
-    // rms_norm dx: cancellation between its two terms; the absolute part scales with max|dx|.
-    if (c.name.rfind("rms_norm_backward", 0) == 0 && i == 0)
-      t.atol = (16 * eps_compute(want[i].dtype()) + 2 * (is16(want[i].dtype()) ? eps_of(want[i].dtype()) : 0)) *
-               max_abs(want[i]) + tiny_of(want[i].dtype());
-    const Mismatch m = compare(want[i], got[i], t);
-    CHECK_MESSAGE(m.ok, cat(c.name, ": output ", i, ": ", m.what));
-    ok = ok && m.ok;
-  }
-  return ok;
 }
 
 }  // namespace
@@ -141,17 +100,14 @@ bool run_case(const FusedCase& c) {
 TEST_CASE("cuda op table (fused): swiglu, swiglu_backward, rms_norm_backward on CUDA match the CPU") {
   std::vector<FusedCase> cases;
   add_cases(cases);
-  int passed = 0;
-  for (const FusedCase& c : cases) passed += run_case(c) ? 1 : 0;
-  MESSAGE(cat(passed, " of ", cases.size(), " fused op cases match the CPU"));
-  CHECK(passed == static_cast<int>(cases.size()));
+  run_op_table(cases, "fused op cases");
 }
 
 // On the device itself: the fused SwiGLU equals mul(silu(g), u) and its composed VJPs bit for bit
 // (the CUDA unary/binary kernels and cuda_fused.cu make the same _rn steps); the fused RMSNorm
 // backward equals the composed VJP within the sum-order tolerance above.
 TEST_CASE("cuda op fused: the fused ops equal their compositions on the device") {
-  const Device dev = test_device();
+  const Device dev = device_under_test();
   for (DType dt : kFloats) {
     INFO(dtype_name(dt));
     const Shape shape = {4, 33, 257};

@@ -21,15 +21,7 @@ using namespace arq::cudatest;
 
 namespace {
 
-using Outputs = std::vector<Tensor>;
-using OpFn = std::function<Outputs(const std::vector<Tensor>&)>;
-
-struct Case {
-  std::string name;
-  std::vector<Input> inputs;
-  OpFn op;
-  std::vector<Tol> tols;  // one per output
-};
+using Case = OpCase;  // the table runner is cuda_test_util.h's run_op_table
 
 const DType kFloats[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
 const View kViews[] = {View::transposed, View::sliced, View::broadcast};
@@ -421,50 +413,9 @@ std::vector<Case> all_cases() {
   return cases;
 }
 
-// The device under test: cuda:0, or the CPU itself when ARQ_CUDA_TEST_ON_CPU=1 (a self-check of
-// the table on machines without a GPU: every case must then match exactly).
-Device test_device() { return on_cpu_selfcheck() ? Device::cpu() : Device::cuda(0); }
-
-// Runs one case on both devices; returns false (after reporting) on any mismatch or exception.
-bool run_case(const Case& c) {
-  std::vector<Tensor> cin, gin;
-  for (const Input& in : c.inputs) {
-    cin.push_back(in.view(in.base));
-    gin.push_back(in.view(in.base.clone().to(test_device())));
-  }
-  Outputs want, got;
-  try {
-    want = c.op(cin);
-  } catch (const std::exception& e) {
-    FAIL_CHECK(cat(c.name, ": the CPU kernel threw: ", e.what()));
-    return false;
-  }
-  try {
-    got = c.op(gin);
-    backend_for(test_device()).synchronize();
-  } catch (const std::exception& e) {
-    FAIL_CHECK(cat(c.name, ": cuda threw: ", e.what()));
-    return false;
-  }
-  bool ok = want.size() == got.size();
-  for (size_t i = 0; ok && i < want.size(); ++i) {
-    CHECK_MESSAGE(got[i].device() == test_device(), cat(c.name, ": output ", i, " is on ", got[i].device().str()));
-    const Mismatch m = compare(want[i], got[i], c.tols[std::min(i, c.tols.size() - 1)]);
-    CHECK_MESSAGE(m.ok, cat(c.name, ": output ", i, ": ", m.what));
-    ok = ok && m.ok;
-  }
-  return ok;
-}
-
 }  // namespace
 
-TEST_CASE("cuda op table: every op on CUDA matches the CPU kernel") {
-  const std::vector<Case> cases = all_cases();
-  int passed = 0;
-  for (const Case& c : cases) passed += run_case(c) ? 1 : 0;
-  MESSAGE(cat(passed, " of ", cases.size(), " op cases match the CPU"));
-  CHECK(passed == static_cast<int>(cases.size()));
-}
+TEST_CASE("cuda op table: every op on CUDA matches the CPU kernel") { run_op_table(all_cases(), "op cases"); }
 
 TEST_CASE("cuda op errors match the CPU's") {
   if (on_cpu_selfcheck()) return;

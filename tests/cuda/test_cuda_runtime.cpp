@@ -94,3 +94,38 @@ TEST_CASE("device errors are arq::DeviceError naming the failing statement") {
   Tensor x = ones({3}, DType::f32, Device::cuda(0));
   CHECK(to_vector(x) == std::vector<double>{1, 1, 1});
 }
+
+// Past 2^31 elements (an 8B model's [16384, 14336] activations are 2^27.8; attention scores of
+// [8·32, 2048, 2048] are 2^30): the 64-bit index paths of fill, a broadcast binary op, a chunked
+// reduction with an i64 argmax index beyond 2^31 and a strided-axis reduction with many outputs.
+// Integer-valued data keep every expected value exact. ~15 GB of device memory, milliseconds.
+TEST_CASE("cuda large tensors: index math past 2^31 elements") {
+  const int64_t L = (int64_t{1} << 30) + 7;  // [3, L]: 3.2e9 elements, L % 8 != 0 (no vector path)
+  const Device dev = Device::cuda(0);
+  try {
+    Tensor y;
+    {
+      Tensor a = ones({3, L}, DType::bf16, dev);
+      Tensor col = from_vector({1, 2, 3}, {3, 1}, DType::bf16).to(dev);
+      y = mul(a, col);  // row k holds k + 1
+    }
+    Tensor mark = y.select(0, 2).narrow(0, L - 2, 1);
+    fill_(mark, 7.0);  // y[2, L - 2] = 7
+    CHECK(to_vector(y.narrow(1, L - 3, 3)) == std::vector<double>{1, 1, 1, 2, 2, 2, 3, 7, 3});
+    CHECK(to_vector(y.narrow(1, 0, 2)) == std::vector<double>{1, 1, 2, 2, 3, 3});
+    // row sums: f64 accumulation is exact here; the bf16 result is the rounding of the exact sum
+    const double Ld = static_cast<double>(L);
+    const std::vector<double> want_rows = to_vector(from_vector({Ld, 2 * Ld, 3 * Ld - 3 + 7}, {3}, DType::bf16));
+    CHECK(to_vector(sum(y, 1)) == want_rows);
+    // argmax over all 3.2e9 elements: the marker's flat index 3L − 2 > 2^31
+    const Tensor am = argmax(y.view({-1}), 0);
+    CHECK(am.item() == static_cast<double>(3 * L - 2));
+    // column sums (a strided axis with L outputs): 1 + 2 + 3, and 1 + 2 + 7 at the marker
+    const Tensor cs = sum(y, 0);
+    CHECK(to_vector(cs.narrow(0, L - 3, 3)) == std::vector<double>{6, 10, 6});
+  } catch (const DeviceError& e) {
+    if (std::string(e.what()).find("out of GPU memory") == std::string::npos) throw;
+    MESSAGE("skipped: ", e.what());
+  }
+  cuda::empty_cache();  // ~15 GB of freed blocks: not kept cached for the tests that follow
+}
