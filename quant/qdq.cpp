@@ -1,9 +1,12 @@
 #include "quant/qdq.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <limits>
 
 #include "autograd/ops.h"
+#include "autograd/qdq_fused.h"
 #include "engine/ops.h"
 #include "quant/qdq_gguf.h"
 
@@ -30,6 +33,33 @@ ag::Var to_scale_dtype(const ag::Var& s, DType scale_dtype) {
 ag::Var widen(const ag::Var& s) { return s.dtype() == DType::f32 ? s : ag::cast(s, DType::f32); }
 
 }  // namespace
+
+QdqImpl default_qdq_impl() {
+  static const QdqImpl impl = [] {
+    const char* e = std::getenv("ARQ_QDQ_COMPOSED");
+    return e != nullptr && std::strcmp(e, "1") == 0 ? QdqImpl::composed : QdqImpl::fused;
+  }();
+  return impl;
+}
+
+bool has_fused_qdq(QDataType t) {
+  return t == QDataType::int_sym || t == QDataType::int_asym || t == QDataType::int_sym_gptq;
+}
+
+QdqSpec qdq_spec(const QuantScheme& s, const GroupLayout& g) {
+  const QDataType t = s.qtype();
+  ARQ_CHECK(has_fused_qdq(t), UsageError, "[qdq] no fused kernel for data type ", qdata_type_name(t));
+  return {.kind = t == QDataType::int_sym ? QdqKind::int_sym
+                                          : (t == QDataType::int_asym ? QdqKind::int_asym : QdqKind::int_sym_gptq),
+          .bits = s.bits,
+          .scale_dtype = s.scale_dtype,
+          .scale_thresh = q_scale_thresh(s.scale_dtype),
+          .out = g.out,
+          .in = g.in,
+          .group_len = g.group_len,
+          .groups_per_row = g.groups_per_row,
+          .per_tensor = g.per_tensor};
+}
 
 float round_to_dtype(float x, DType dtype) {
   switch (dtype) {
@@ -108,7 +138,15 @@ ag::Var qdq_grouped(const Tensor& wg, const GroupRange& r, const QdqParams& p, c
 
 ag::Var qdq_weight(const Tensor& wg, const GroupRange& r, const QdqParams& p, const QuantScheme& s,
                    const GroupLayout& g, DType weight_dtype) {
+  return qdq_weight(wg, r, p, s, g, weight_dtype, default_qdq_impl());
+}
+
+ag::Var qdq_weight(const Tensor& wg, const GroupRange& r, const QdqParams& p, const QuantScheme& s,
+                   const GroupLayout& g, DType weight_dtype, QdqImpl impl) {
   check_gguf_layout(g, s, "[qdq]");
+  const bool fused_dtype = weight_dtype == DType::f32 || weight_dtype == DType::bf16 || weight_dtype == DType::f16;
+  if (impl == QdqImpl::fused && fused_dtype && !s.keep_fp() && has_fused_qdq(s.qtype()))
+    return ag::qdq_fused(wg, r.wmin, r.wmax, p.v, p.alpha, p.beta, qdq_spec(s, g), weight_dtype);
   ag::Var w = qdq_grouped(wg, r, p, s);
   if (g.per_tensor) {
     w = ag::reshape(w, {g.out, g.in});
@@ -228,19 +266,65 @@ void fill_codes(QuantizedLinear& q, const Tensor& wg, const Tensor& v, RowFn row
 
 QuantizedLinear quantize_with_params(const Tensor& w, const QuantScheme& s, const Tensor& v, const Tensor& alpha,
                                      const Tensor& beta) {
+  return quantize_with_params(w, s, v, alpha, beta, default_qdq_impl());
+}
+
+namespace {
+
+void check_params(const Tensor& wg, const GroupLayout& g, const Tensor& v, const Tensor& a, const Tensor& b) {
+  if (v.defined())
+    ARQ_CHECK(v.shape() == wg.shape(), ShapeError, "[quantize] V must be ", shape_str(wg.shape()), ", got ", shape_str(v.shape()));
+  for (const Tensor* f : {&a, &b})
+    if (f->defined())
+      ARQ_CHECK(f->numel() == g.n_rows(), ShapeError, "[quantize] min/max scale must have ", g.n_rows(), " elements, got ",
+                shape_str(f->shape()));
+}
+
+// The fused kernel's frozen form on w's device; only the u8 codes and the per-row scales and
+// zero points come to the host.
+QuantizedLinear quantize_fused(const Tensor& w, const QuantScheme& s, const Tensor& v, const Tensor& alpha,
+                               const Tensor& beta) {
+  const Device dev = w.device();
+  const GroupLayout g = make_group_layout(w.size(0), w.size(1), s.group_size);
+  const Tensor wg = to_groups(w, g, dev);  // [n_rows, G] f32
+  const GroupRange r = group_range(wg);
+  auto f32d = [&](const Tensor& t) { return t.defined() ? t.to(dev).to(DType::f32).contiguous() : Tensor(); };
+  const Tensor vv = f32d(v), a = f32d(alpha), b = f32d(beta);
+  check_params(wg, g, vv, a, b);
+  const Shape col{g.n_rows(), 1};
+  const QdqCodes c = qdq_fused_codes({.wg = wg,
+                                      .wmin = r.wmin,
+                                      .wmax = r.wmax,
+                                      .v = vv,
+                                      .alpha = a.defined() ? a.reshape(col) : a,
+                                      .beta = b.defined() ? b.reshape(col) : b},
+                                     qdq_spec(s, g));
+  QuantizedLinear q;
+  q.layout = g;
+  q.bits = s.bits;
+  q.data_type = s.qtype();
+  q.sym = q.data_type != QDataType::int_asym;
+  q.weight_dtype = w.dtype();
+  q.codes = c.codes.to(Device::cpu());
+  q.scales = c.scales.to(s.scale_dtype).to(Device::cpu()).reshape(g.param_shape());  // exact in the scale dtype
+  q.zeros = c.zeros.to(Device::cpu()).reshape(g.param_shape());
+  return q;
+}
+
+}  // namespace
+
+QuantizedLinear quantize_with_params(const Tensor& w, const QuantScheme& s, const Tensor& v, const Tensor& alpha,
+                                     const Tensor& beta, QdqImpl impl) {
   check_weight(w, s, "quantize");
   if (is_gguf_qtype(s.qtype())) return quantize_gguf_with_params(w, s, v, alpha, beta);
+  if (impl == QdqImpl::fused) return quantize_fused(w, s, v, alpha, beta);
+  // the host loop (the reference of the fused kernel's codes)
   const GroupLayout g = make_group_layout(w.size(0), w.size(1), s.group_size);
   const Tensor wg = to_groups(w, g);
   const GroupRange r = group_range(wg);
   auto f32c = [](const Tensor& t) { return t.defined() ? t.to(Device::cpu()).to(DType::f32).contiguous() : Tensor(); };
   const Tensor vv = f32c(v), a = f32c(alpha), b = f32c(beta);
-  if (vv.defined())
-    ARQ_CHECK(vv.shape() == wg.shape(), ShapeError, "[quantize] V must be ", shape_str(wg.shape()), ", got ", shape_str(vv.shape()));
-  for (const Tensor* f : {&a, &b})
-    if (f->defined())
-      ARQ_CHECK(f->numel() == g.n_rows(), ShapeError, "[quantize] min/max scale must have ", g.n_rows(), " elements, got ",
-                shape_str(f->shape()));
+  check_params(wg, g, vv, a, b);
   QuantizedLinear q = make_frozen(w, s, g);
   const float* wmin = r.wmin.data<float>();
   const float* wmax = r.wmax.data<float>();
@@ -265,7 +349,7 @@ QuantizedLinear quantize_sym_with_scales(const Tensor& w, const QuantScheme& s, 
   const GroupLayout g = make_group_layout(w.size(0), w.size(1), s.group_size);
   ARQ_CHECK(scales.numel() == g.n_rows(), ShapeError, "[quantize_sym_with_scales] expects ", g.n_rows(), " scales, got ",
             shape_str(scales.shape()));
-  const Tensor wg = to_groups(w, g);
+  const Tensor wg = to_groups(w, g);  // on the host, for the loop below
   const Tensor sv = scales.to(Device::cpu()).to(DType::f32).contiguous();
   const float* sp = sv.data<float>();
   const DType level_dtype = round_scale_first ? s.scale_dtype : DType::f32;

@@ -1,6 +1,7 @@
 #include "quant/quantized_linear.h"
 
 #include "engine/ops.h"
+#include "engine/qdq_fused.h"
 
 namespace arq::quant {
 
@@ -26,13 +27,15 @@ GroupLayout make_group_layout(int64_t out, int64_t in, int64_t group_size) {
   return g;
 }
 
-Tensor to_groups(const Tensor& w, const GroupLayout& g) {
+Tensor to_groups(const Tensor& w, const GroupLayout& g) { return to_groups(w, g, Device::cpu()); }
+
+Tensor to_groups(const Tensor& w, const GroupLayout& g, Device device) {
   ARQ_CHECK(w.dim() == 2 && w.size(0) == g.out && w.size(1) == g.in, ShapeError, "[to_groups] weight ", w.str(),
             " does not match the layout [", g.out, ", ", g.in, "]");
-  Tensor wf = w.to(Device::cpu()).to(DType::f32);
+  Tensor wf = w.to(device).to(DType::f32);
   if (g.per_tensor) return wf.contiguous().reshape({1, g.out * g.in});
   if (g.padded_in() == g.in) return wf.contiguous().reshape({g.n_rows(), g.group_len});
-  Tensor padded = zeros({g.out, g.padded_in()}, DType::f32);
+  Tensor padded = zeros({g.out, g.padded_in()}, DType::f32, device);
   Tensor dst = padded.narrow(1, 0, g.in);
   copy_(dst, wf);
   return padded.reshape({g.n_rows(), g.group_len});
@@ -48,36 +51,22 @@ Tensor from_groups(const Tensor& wg, const GroupLayout& g) {
 Tensor dequantize(const QuantizedLinear& q) { return dequantize(q, q.weight_dtype); }
 
 Tensor dequantize(const QuantizedLinear& q, DType dtype) {
+  return dequantize(q, dtype, q.codes.defined() ? q.codes.device() : Device::cpu());
+}
+
+Tensor dequantize(const QuantizedLinear& q, DType dtype, Device device) {
   const GroupLayout& g = q.layout;
   ARQ_CHECK(q.codes.defined() && q.codes.shape() == Shape({g.out, g.in}), ShapeError, "[dequantize] ", q.name, ": codes ",
             q.codes.defined() ? q.codes.str() : "undefined", " do not match [", g.out, ", ", g.in, "]");
-  const Tensor codes = q.codes.to(Device::cpu()).contiguous();
-  const Tensor sc = q.scales.to(Device::cpu()).to(DType::f32).contiguous();
-  const Tensor zp = q.zeros.to(Device::cpu()).contiguous();
-  Tensor out = Tensor::empty({g.out, g.in}, DType::f32);
-  const uint8_t* c = codes.data<uint8_t>();
-  const float* s = sc.data<float>();
-  const int32_t* z = zp.data<int32_t>();
-  float* o = out.data<float>();
-  if (q.mins.defined()) {
-    // GGUF asym types: ŵ = scale·u − min, two f32 roundings in ggml's decode order.
-    const Tensor mn = q.mins.to(Device::cpu()).to(DType::f32).contiguous();
-    const float* m = mn.data<float>();
-    for (int64_t i = 0; i < g.out; ++i)
-      for (int64_t j = 0; j < g.in; ++j) {
-        const int64_t r = g.per_tensor ? 0 : i * g.groups_per_row + j / g.group_len;
-        o[i * g.in + j] = s[r] * static_cast<float>(c[i * g.in + j]) - m[r];
-      }
-    return dtype == DType::f32 ? out : out.to(dtype);
-  }
-  for (int64_t i = 0; i < g.out; ++i) {
-    for (int64_t j = 0; j < g.in; ++j) {
-      const int64_t r = g.per_tensor ? 0 : i * g.groups_per_row + j / g.group_len;
-      // (u − zp) is the exact integer level; one f32 product, as in the qdq forward.
-      o[i * g.in + j] = s[r] * static_cast<float>(static_cast<int32_t>(c[i * g.in + j]) - z[r]);
-    }
-  }
-  return dtype == DType::f32 ? out : out.to(dtype);
+  const QdqSpec layout{.out = g.out,
+                       .in = g.in,
+                       .group_len = g.group_len,
+                       .groups_per_row = g.groups_per_row,
+                       .per_tensor = g.per_tensor};
+  // GGUF asym types: ŵ = scale·u − min (their zeros are unused); else scale·(u − zp)
+  const bool with_mins = q.mins.defined();
+  return dequantize_codes(q.codes.to(device), q.scales.to(device), with_mins ? Tensor() : q.zeros.to(device),
+                          with_mins ? q.mins.to(device) : Tensor(), layout, dtype);
 }
 
 }  // namespace arq::quant

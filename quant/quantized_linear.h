@@ -36,8 +36,11 @@ struct GroupLayout {
 // Throws ShapeError for a non-positive dimension.
 GroupLayout make_group_layout(int64_t out, int64_t in, int64_t group_size);
 
-// w [out, in] (any floating dtype, any layout) → f32 [n_rows, G], zero-padded.
+// w [out, in] (any floating dtype, any layout, any device) → f32 [n_rows, G] on the host,
+// zero-padded.
 Tensor to_groups(const Tensor& w, const GroupLayout& g);
+// The same on `device` (engine ops there: w moves in its own dtype, then widens).
+Tensor to_groups(const Tensor& w, const GroupLayout& g, Device device);
 // [n_rows, G] → [out, in] (drops the padding; a copy, contiguous).
 Tensor from_groups(const Tensor& wg, const GroupLayout& g);
 
@@ -63,8 +66,11 @@ struct QuantizedLinear {
 };
 
 // ŵ = scale · (u − zp), computed in f32 exactly as the qdq forward, cast to `dtype`
-// (default: the original weight dtype).
+// (default: the original weight dtype), on the device of q.codes (engine/qdq_fused.h's
+// dequantize_codes: rows in parallel on the CPU, one kernel on CUDA).
 Tensor dequantize(const QuantizedLinear& q);
 Tensor dequantize(const QuantizedLinear& q, DType dtype);
+// The same computed on `device`: only the u8 codes and the per-group parameters move there.
+Tensor dequantize(const QuantizedLinear& q, DType dtype, Device device);
 
 }  // namespace arq::quant

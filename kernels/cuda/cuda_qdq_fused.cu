@@ -1,0 +1,247 @@
+// CUDA kernels of the fused qdq (engine/qdq_fused.h). The per-row and per-element math is
+// kernels/cpu/qdq_math.h, compiled __host__ __device__ with _rn intrinsics (no FMA contraction),
+// so the forward and the codes are bit-identical to the CPU kernel (and so to the composition);
+// the backward differs from the CPU only in the order of its f64 row sums.
+//
+//   qdq_forward:   one thread per element of the grouped weight [n_rows, G] (grid-stride), the
+//                  row's scale recomputed from its wmin/wmax/α/β (a few flops, cached loads);
+//                  writes ŵ [out, in] in the weight dtype, or u8 codes (+ scales/zeros per row);
+//   qdq_backward:  TPR threads per row (a warp for G ≤ 1024, else a 256-thread block): dV per
+//                  element, the four f64 sums reduced across the row, then dα, dβ;
+//   dequantize:    one thread per element of [out, in].
+#include "engine/qdq_fused.h"
+#include "kernels/cpu/qdq_math.h"
+#include "kernels/cuda/cuda_device.cuh"
+
+namespace arq::cuda {
+
+namespace {
+
+qdq::Consts consts_of(const QdqSpec& s) {
+  qdq::Consts k{};
+  k.kind = s.kind == QdqKind::int_sym ? qdq::kSym : (s.kind == QdqKind::int_asym ? qdq::kAsym : qdq::kGptq);
+  k.sdt = s.scale_dtype == DType::f16 ? qdq::kSdtF16 : (s.scale_dtype == DType::bf16 ? qdq::kSdtBF16 : qdq::kSdtF32);
+  k.thr = static_cast<float>(s.scale_thresh);
+  const int64_t half = int64_t{1} << (s.bits - 1);
+  k.qmax = static_cast<float>(s.kind == QdqKind::int_sym ? half : (int64_t{1} << s.bits) - 1);
+  k.zp_sym = static_cast<float>(half);
+  return k;
+}
+
+// The layout as the kernels read it.
+struct Layout {
+  int64_t rows, G, in, n_g;
+  bool per_tensor;
+};
+Layout layout_of(const QdqSpec& s) { return {s.n_rows(), s.group_len, s.in, s.groups_per_row, s.per_tensor}; }
+
+// Row r: first output element and number of valid (unpadded) elements.
+__device__ __forceinline__ void span_of(const Layout& L, int64_t r, int64_t& base, int64_t& n) {
+  if (L.per_tensor) {
+    base = 0;
+    n = L.G;
+    return;
+  }
+  const int64_t o = r / L.n_g, k = r - o * L.n_g;
+  base = o * L.in + k * L.G;
+  const int64_t end = (k + 1) * L.G < L.in ? (k + 1) * L.G : L.in;
+  n = end - k * L.G;
+}
+
+struct Params {
+  const float* wg;    // [rows, G]
+  const float* wmin;  // [rows]
+  const float* wmax;  // [rows]
+  const float* v;     // [rows, G] or null
+  const float* a;     // [rows] or null
+  const float* b;     // [rows] or null
+};
+
+__device__ __forceinline__ qdq::Row row_at(const qdq::Consts& k, const Params& p, int64_t r) {
+  return qdq::row_of(k, __ldg(p.wmin + r), __ldg(p.wmax + r), p.a ? p.a + r : nullptr, p.b ? p.b + r : nullptr);
+}
+
+// ŵ (when w_hat) or codes (when codes) for every element of the grouped weight.
+template <class T>
+__global__ void qdq_forward_kernel(qdq::Consts k, Layout L, Params p, T* w_hat, uint8_t* codes) {
+  ARQ_GRID_STRIDE(i, L.rows * L.G) {
+    const int64_t r = i / L.G, c = i - r * L.G;
+    int64_t base, n;
+    span_of(L, r, base, n);
+    if (c >= n) continue;  // padding
+    const qdq::Row row = row_at(k, p, r);
+    const qdq::Elem e = qdq::elem_of(k, row, p.wg[i], p.v ? p.v[i] : 0.0f, p.v != nullptr);
+    if (codes) codes[base + c] = qdq::code_of(k, e);
+    else w_hat[base + c] = dconvert<T>(qdq::q_mul(row.sc, e.t));
+  }
+}
+
+__global__ void qdq_row_params_kernel(qdq::Consts k, Layout L, Params p, float* scales, int32_t* zeros) {
+  ARQ_GRID_STRIDE(r, L.rows) {
+    const qdq::Row row = row_at(k, p, r);
+    scales[r] = row.sc;
+    zeros[r] = qdq::zero_of(k, row);
+  }
+}
+
+template <int TPR>
+__device__ __forceinline__ double row_sum(double v, double* scratch) {
+  if constexpr (TPR == 32) return warp_sum(v);
+  else return block_sum(v, scratch);
+}
+
+// TPR threads per row; g [out, in] f32/f16/bf16; dv [rows, G] or null; da/db [rows] or null.
+template <int TPR, class GT>
+__global__ void qdq_backward_kernel(qdq::Consts k, Layout L, Params p, const GT* g, float* dv, float* da,
+                                    float* db) {
+  __shared__ double scratch[32];
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / TPR) + threadIdx.x / TPR;
+  const int t = threadIdx.x % TPR;
+  if (TPR == 32 && r >= L.rows) return;  // a whole warp leaves together (never for TPR = block)
+  int64_t base, n;
+  span_of(L, r, base, n);
+  const qdq::Row row = row_at(k, p, r);
+  const float* xr = p.wg + r * L.G;
+  const float* vr = p.v ? p.v + r * L.G : nullptr;
+  float* dvr = dv ? dv + r * L.G : nullptr;
+  qdq::RowSums s;
+  for (int64_t j = t; j < n; j += TPR) {
+    const qdq::Elem e = qdq::elem_of(k, row, xr[j], vr ? vr[j] : 0.0f, vr != nullptr);
+    const qdq::Terms tm = qdq::elem_terms(k, row, e, narrow_f32(g[base + j]));
+    s.add(tm, k.kind == qdq::kAsym);
+    if (dvr) dvr[j] = tm.dv;
+  }
+  if (dvr)
+    for (int64_t j = n + t; j < L.G; j += TPR) dvr[j] = 0.0f;
+  if (!da && !db) return;  // uniform across the row's threads
+  s.a = row_sum<TPR>(s.a, scratch);
+  s.b = row_sum<TPR>(s.b, scratch);
+  if (k.kind == qdq::kAsym) {
+    s.z1 = row_sum<TPR>(s.z1, scratch);
+    s.z2 = row_sum<TPR>(s.z2, scratch);
+  }
+  if (t != 0) return;
+  const qdq::RowGrad rg = qdq::row_backward(k, row, p.wmin[r], p.wmax[r], s);
+  if (da) da[r] = rg.dalpha;
+  if (db) db[r] = rg.dbeta;
+}
+
+template <class T>
+__global__ void dequantize_kernel(const uint8_t* codes, const float* sc, const int32_t* zp, const float* mn, Layout L,
+                                  int64_t out, T* o) {
+  ARQ_GRID_STRIDE(i, out * L.in) {
+    const int64_t row = i / L.in, j = i - row * L.in;
+    const int64_t r = L.per_tensor ? 0 : row * L.n_g + j / L.G;
+    const float w = mn ? qdq::q_sub(qdq::q_mul(sc[r], static_cast<float>(codes[i])), mn[r])
+                       : qdq::q_mul(sc[r], static_cast<float>(static_cast<int32_t>(codes[i]) - zp[r]));
+    o[i] = dconvert<T>(w);
+  }
+}
+
+const float* fptr(const Tensor& t) { return t.defined() ? static_cast<const float*>(t.data_ptr()) : nullptr; }
+Params params_of(const QdqInputs& x) {
+  return {fptr(x.wg), fptr(x.wmin), fptr(x.wmax), fptr(x.v), fptr(x.alpha), fptr(x.beta)};
+}
+float* out_ptr(const Tensor& t) { return t.defined() ? static_cast<float*>(t.data_ptr()) : nullptr; }
+
+class CudaQdq final : public QdqKernels {
+ public:
+  void forward(const QdqInputs& x, const QdqSpec& s, Tensor& w_hat, QdqCodes& codes) override {
+    const qdq::Consts k = consts_of(s);
+    const Layout L = layout_of(s);
+    const Params p = params_of(x);
+    cudaStream_t st = stream_for(x.wg.device());
+    const int64_t n = L.rows * L.G;
+    const int grid = blocks_for(n, kThreads);
+    if (!w_hat.defined()) {
+      qdq_forward_kernel<float><<<grid, kThreads, 0, st>>>(k, L, p, nullptr, static_cast<uint8_t*>(codes.codes.data_ptr()));
+      CUDA_CHECK_LAUNCH();
+      qdq_row_params_kernel<<<blocks_for(L.rows, kThreads), kThreads, 0, st>>>(
+          k, L, p, static_cast<float*>(codes.scales.data_ptr()), static_cast<int32_t*>(codes.zeros.data_ptr()));
+      CUDA_CHECK_LAUNCH();
+      return;
+    }
+    switch (w_hat.dtype()) {
+      case DType::f32:
+        qdq_forward_kernel<float><<<grid, kThreads, 0, st>>>(k, L, p, static_cast<float*>(w_hat.data_ptr()), nullptr);
+        break;
+      case DType::f16:
+        qdq_forward_kernel<__half><<<grid, kThreads, 0, st>>>(k, L, p, static_cast<__half*>(w_hat.data_ptr()), nullptr);
+        break;
+      case DType::bf16:
+        qdq_forward_kernel<__nv_bfloat16>
+            <<<grid, kThreads, 0, st>>>(k, L, p, static_cast<__nv_bfloat16*>(w_hat.data_ptr()), nullptr);
+        break;
+      default: throw UnsupportedError(cat("[qdq_fused] weight dtype ", dtype_name(w_hat.dtype()), " on cuda"));
+    }
+    CUDA_CHECK_LAUNCH();
+  }
+
+  void backward(const QdqInputs& x, const QdqSpec& s, const Tensor& g, QdqGrads& grads) override {
+    const qdq::Consts k = consts_of(s);
+    const Layout L = layout_of(s);
+    const Params p = params_of(x);
+    cudaStream_t st = stream_for(x.wg.device());
+    float *dv = out_ptr(grads.dv), *da = out_ptr(grads.dalpha), *db = out_ptr(grads.dbeta);
+    auto launch = [&](auto tag) {
+      using GT = decltype(tag);
+      const GT* pg = static_cast<const GT*>(g.data_ptr());
+      if (L.G <= 1024) {
+        constexpr int TPR = 32, kRows = kThreads / TPR;
+        const int64_t blocks = (L.rows + kRows - 1) / kRows;
+        ARQ_CHECK(blocks <= 0x7fffffff, UnsupportedError, "[qdq_fused_backward] ", L.rows, " rows on cuda");
+        qdq_backward_kernel<TPR, GT><<<static_cast<unsigned>(blocks), kThreads, 0, st>>>(k, L, p, pg, dv, da, db);
+      } else {
+        ARQ_CHECK(L.rows <= 0x7fffffff, UnsupportedError, "[qdq_fused_backward] ", L.rows, " rows on cuda");
+        qdq_backward_kernel<kThreads, GT><<<static_cast<unsigned>(L.rows), kThreads, 0, st>>>(k, L, p, pg, dv, da, db);
+      }
+    };
+    switch (g.dtype()) {
+      case DType::f32: launch(float{}); break;
+      case DType::f16: launch(__half{}); break;
+      case DType::bf16: launch(__nv_bfloat16{}); break;
+      default: throw UnsupportedError(cat("[qdq_fused_backward] gradient dtype ", dtype_name(g.dtype()), " on cuda"));
+    }
+    CUDA_CHECK_LAUNCH();
+  }
+
+  void dequantize(const Tensor& codes, const Tensor& scales, const Tensor& zeros, const Tensor& mins, const QdqSpec& s,
+                  Tensor& out) override {
+    const Layout L = layout_of(s);
+    cudaStream_t st = stream_for(codes.device());
+    const uint8_t* c = static_cast<const uint8_t*>(codes.data_ptr());
+    const float* sc = static_cast<const float*>(scales.data_ptr());
+    const int32_t* zp = zeros.defined() ? static_cast<const int32_t*>(zeros.data_ptr()) : nullptr;
+    const float* mn = mins.defined() ? static_cast<const float*>(mins.data_ptr()) : nullptr;
+    const int grid = blocks_for(s.out * s.in, kThreads);
+    switch (out.dtype()) {
+      case DType::f32:
+        dequantize_kernel<float><<<grid, kThreads, 0, st>>>(c, sc, zp, mn, L, s.out, static_cast<float*>(out.data_ptr()));
+        break;
+      case DType::f64:
+        dequantize_kernel<double><<<grid, kThreads, 0, st>>>(c, sc, zp, mn, L, s.out, static_cast<double*>(out.data_ptr()));
+        break;
+      case DType::f16:
+        dequantize_kernel<__half><<<grid, kThreads, 0, st>>>(c, sc, zp, mn, L, s.out, static_cast<__half*>(out.data_ptr()));
+        break;
+      case DType::bf16:
+        dequantize_kernel<__nv_bfloat16>
+            <<<grid, kThreads, 0, st>>>(c, sc, zp, mn, L, s.out, static_cast<__nv_bfloat16*>(out.data_ptr()));
+        break;
+      default: throw UnsupportedError(cat("[dequantize] output dtype ", dtype_name(out.dtype()), " on cuda"));
+    }
+    CUDA_CHECK_LAUNCH();
+  }
+};
+
+}  // namespace
+
+}  // namespace arq::cuda
+
+namespace arq {
+QdqKernels& cuda_qdq_kernels() {
+  static cuda::CudaQdq k;
+  cuda::init_allocator();
+  return k;
+}
+}  // namespace arq
