@@ -1,7 +1,10 @@
 #include "models/blocks/attention.h"
 
+#include <cstdlib>
+#include <string>
 #include <vector>
 
+#include "autograd/attention.h"
 #include "models/blocks/layers.h"
 
 namespace arq::models {
@@ -17,7 +20,25 @@ ag::Var apply_rope(const ag::Var& x, const AttentionParams& p, const AttentionIn
   return ag::concat({ag::rope(x_rot, in.cos, in.sin, p.rope_style), x_pass}, -1);
 }
 
+// Below this many bytes of f32 scores [b, nh, s, s_kv] the composition is used: the whole
+// score matrix is small, and the chunked op's extra launches and its recomputing backward cost
+// more than they save (stories260k's SignRound blocks, 16 MiB of scores, ran 1.6x slower chunked).
+constexpr double kChunkedFromScoreBytes = 32.0 * (1 << 20);
+
+// ARQ_ATTENTION=composed / =chunked: that path everywhere (A/B runs of whole models); the
+// chunked one also when ARQ_ATTENTION_CHUNK_ROWS forces a chunk size; else by the score bytes.
+bool use_composed_attention(int64_t b, int64_t nh, int64_t s, int64_t skv) {
+  const char* e = std::getenv("ARQ_ATTENTION");
+  if (e && std::string(e) == "composed") return true;
+  if (e && std::string(e) == "chunked") return false;
+  if (std::getenv("ARQ_ATTENTION_CHUNK_ROWS")) return false;
+  return 4.0 * static_cast<double>(b) * static_cast<double>(nh) * static_cast<double>(s) * static_cast<double>(skv) <
+         kChunkedFromScoreBytes;
+}
+
 }  // namespace
+
+static_assert(kMaskedScore == ag::kAttentionMaskedScore, "attention_mask and attention_core: one masked value");
 
 ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionParams& p, const AttentionInputs& in,
                   KvCacheLayer* cache, const LinearObserver* observe) {
@@ -26,7 +47,6 @@ ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionPa
   const int64_t nh = p.n_head, nkv = p.n_head_kv, hd = p.head_dim;
   ARQ_ASSERT(nh > 0 && nkv > 0 && nh % nkv == 0, "n_head ", nh, " is not a multiple of n_head_kv ", nkv);
   ARQ_ASSERT(p.rotary_dim > 0 && p.rotary_dim <= hd && p.rotary_dim % 2 == 0, "bad rotary_dim ", p.rotary_dim);
-  const int64_t g = nh / nkv;
 
   if (observe)
     for (const char* name : {"q_proj", "k_proj", "v_proj"}) (*observe)(name, x.value());
@@ -38,10 +58,9 @@ ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionPa
   q = apply_rope(q, p, in);
   k = apply_rope(k, p, in);
 
-  // Scale q (s·hd values) rather than the scores (s·s_kv values); same product up to one f32 rounding.
-  q = ag::permute(ag::affine(q, p.scaling, 0.0), {0, 2, 1, 3});   // [b, nh, s, hd]
-  k = ag::permute(k, {0, 2, 1, 3});                                 // [b, nkv, s, hd]
-  v = ag::permute(v, {0, 2, 1, 3});                                 // [b, nkv, s, hd]
+  q = ag::permute(q, {0, 2, 1, 3});   // [b, nh, s, hd]
+  k = ag::permute(k, {0, 2, 1, 3});   // [b, nkv, s, hd]
+  v = ag::permute(v, {0, 2, 1, 3});   // [b, nkv, s, hd]
 
   if (cache) {
     ARQ_CHECK(!ag::grad_enabled() || !(k.requires_grad() || v.requires_grad()), UsageError,
@@ -60,24 +79,20 @@ ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionPa
     v = ag::Var(cache->v.narrow(2, 0, past + s));
   }
   const int64_t skv = k.size(2);
-
-  ag::Var qg = ag::reshape(q, {b, nkv, g * s, hd});               // query heads of one kv head, stacked
-  ag::Var scores = ag::matmul(qg, ag::transpose(k, 2, 3));         // [b, nkv, g·s, s_kv]
-  const DType act = scores.dtype();
-  // Softmax in f32 for 16-bit activations (as transformers); f32 and f64 stay as they are.
-  const DType soft = (act == DType::f64) ? DType::f64 : DType::f32;
-  if (act != soft) scores = ag::cast(scores, soft);
-  if (in.mask.defined()) {
+  if (in.mask.defined())
     ARQ_CHECK(in.mask.dim() == 4 && in.mask.size(2) == s && in.mask.size(3) == skv &&
                   (in.mask.size(0) == b || in.mask.size(0) == 1),
               ShapeError, "[attention] mask ", in.mask.str(), " does not fit batch ", b, ", queries ", s, ", keys ", skv);
-    ag::Var m(in.mask.unsqueeze(1).to(soft));                       // [b|1, 1, 1, s, s_kv]
-    scores = ag::reshape(ag::add(ag::reshape(scores, {b, nkv, g, s, skv}), m), {b, nkv, g * s, skv});
-  }
-  ag::Var probs = ag::softmax(scores, -1);
-  if (act != soft) probs = ag::cast(probs, act);
-  ag::Var o = ag::matmul(probs, v);                                 // [b, nkv, g·s, hd]
-  o = ag::reshape(ag::permute(ag::reshape(o, {b, nh, s, hd}), {0, 2, 1, 3}), {b, s, nh * hd});
+
+  // Without a cache (calibration, tuning, evaluation, training) and with 32 MiB of scores or
+  // more, the chunked attention: it never holds the [b, nh, s, s_kv] scores and skips the tiles
+  // the mask hides (the future half of a causal mask). Generation (with a cache) and small
+  // problems keep the composition. Both return [b, nh, s, hd];
+  // attention_core's is a view of [b, s, nh, hd] memory, so o_proj's input costs no copy.
+  const ag::AttentionOptions ao{.scaling = p.scaling, .mask = in.mask};
+  ag::Var o = (cache || use_composed_attention(b, nh, s, skv)) ? ag::attention_composed(q, k, v, ao)
+                                                  : ag::attention_core(q, k, v, ao);
+  o = ag::reshape(ag::permute(o, {0, 2, 1, 3}), {b, s, nh * hd});
   if (observe) (*observe)("o_proj", o.value());
   return linear(o, w.o, w.o_bias);                                  // [b, s, H]
 }

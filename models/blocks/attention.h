@@ -8,6 +8,13 @@
 // Kᵀ [b, nkv, hd, s_kv] in one batched GEMM. This is the same arithmetic as repeating each kv
 // head g times (transformers' repeat_kv), at 1/g of the K/V memory.
 //
+// Without a KV cache (calibration, tuning, evaluation, training), once the f32 scores
+// [b, nh, s, s_kv] would take 32 MiB or more, the scores go through ag::attention_core
+// (autograd/attention.h): chunks of queries, only the key tiles the mask leaves visible, a
+// backward that recomputes them — never the whole score matrix. Generation steps (with a cache)
+// and smaller problems use the composition ag::attention_composed; the environment variable
+// ARQ_ATTENTION=composed or =chunked selects one path everywhere (A/B comparisons of whole runs).
+//
 //   Var y = attention(x, w, AttentionParams{.n_head = 8, .n_head_kv = 4, .head_dim = 8,
 //                                           .rotary_dim = 8, .scaling = 1 / sqrt(8.0)},
 //                     AttentionInputs{.cos = t.cos, .sin = t.sin, .mask = mask});
