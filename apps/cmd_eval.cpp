@@ -17,11 +17,16 @@ namespace arq::app {
 namespace {
 
 
+// "gpu" is an alias of cuda:0; a malformed cuda:N is a usage error (Device::parse).
 Device parse_device(const std::string& s) {
-  if (s == "cpu") return Device::cpu();
-  if (s == "cuda" || s == "gpu") return Device::cuda(0);
-  if (s.rfind("cuda:", 0) == 0) return Device::cuda(std::stoi(s.substr(5)));
-  throw UsageError(cat("--device must be cpu, cuda or cuda:N, got '", s, "'"));
+  const Device d = s == "gpu" ? Device::cuda(0) : Device::parse(s);
+  if (d.is_cuda()) {
+    ARQ_CHECK(cuda_compiled(), DeviceError, "--device ", d.str(),
+              ": this ar-quant was built without CUDA (reconfigure with -Dcuda=enabled, or use --device cpu)");
+    const int n = cuda_device_count();
+    ARQ_CHECK(d.index < n, DeviceError, "--device ", d.str(), ": no such CUDA device (", n, " visible)");
+  }
+  return d;
 }
 
 std::optional<DType> parse_dtype(const std::string& s) {

@@ -45,7 +45,7 @@ std::vector<FlagSpec> quantize_flags() {
       {"not_use_best_mse", false, "keep the last iteration instead of the best one"},
       {"disable_opt_rtn", false, "iters 0: plain RTN instead of the optimized scale search"},
       {"enable_opt_rtn", false, "iters 0: force the optimized RTN scale search"},
-      {"cache_dtype", true, "activation caches: f32 | bf16", "f32"},
+      {"cache_dtype", true, "activation caches: f32 | bf16 | auto (bf16 on CUDA under 16-bit compute, as AutoRound caches in the AMP dtype; else f32)", "auto"},
       {"model_dtype", true, "compute dtype (default: the model's)"},
       {"format", true, "auto_round | auto_gptq | auto_awq | gguf:<type> | fake; several comma-separated", "auto_round"},
       {"overwrite", false, "replace an existing output folder"},
@@ -53,6 +53,7 @@ std::vector<FlagSpec> quantize_flags() {
       {"eval_text", true, "after quantizing, print FP and quantized perplexity on this text file"},
       {"eval_seqlen", true, "sequence length for --eval_text (default: --seqlen)"},
       {"device", true, "cpu | cuda | cuda:N", "cpu"},
+      {"low_gpu_mem_usage", false, "with --device cuda: keep the activation caches in (pinned) host memory, streamed per batch"},
       {"threads", true, "CPU threads (default: ARQ_NUM_THREADS or all cores)"},
       {"help", false, "print this help"},
   };
@@ -126,8 +127,11 @@ int cmd_quantize(const Args& args) {
   if (f.on("disable_opt_rtn")) o.disable_opt_rtn = true;
   else if (f.on("enable_opt_rtn")) o.disable_opt_rtn = false;
   else o.disable_opt_rtn = rc.disable_opt_rtn;
-  o.cache_dtype = parse_dtype_flag(f.str("cache_dtype"), "cache_dtype");
-  ARQ_CHECK(o.cache_dtype != DType::f16, UsageError, "--cache_dtype must be f32 or bf16");
+  const bool cache_auto = f.str("cache_dtype") == "auto";
+  if (!cache_auto) {
+    o.cache_dtype = parse_dtype_flag(f.str("cache_dtype"), "cache_dtype");
+    ARQ_CHECK(o.cache_dtype != DType::f16, UsageError, "--cache_dtype must be f32, bf16 or auto");
+  }
 
   job.nsamples = f.has("nsamples") ? f.integer("nsamples") : rc.nsamples;
   job.seqlen = f.has("seqlen") ? f.integer("seqlen") : rc.seqlen;
@@ -139,21 +143,33 @@ int cmd_quantize(const Args& args) {
   job.eval_seqlen = f.has("eval_seqlen") ? f.integer("eval_seqlen") : 0;
   job.device = Device::parse(f.str("device"));
   if (f.has("model_dtype")) job.model_dtype = parse_dtype_flag(f.str("model_dtype"), "model_dtype");
+  o.low_gpu_mem_usage = f.on("low_gpu_mem_usage");
   if (f.has("threads")) {
     const int64_t t = f.integer("threads");
     ARQ_CHECK(t >= 1, UsageError, "--threads must be >= 1, got ", t);
     set_num_threads(static_cast<int>(t));
   }
-  quant::validate_job(job);  // before any work: model path, format, dataset, sizes
+  quant::validate_job(job);  // before any work: model path, format, dataset, sizes, device
+  if (o.low_gpu_mem_usage && job.device.is_cpu())
+    std::printf("--low_gpu_mem_usage: no effect with --device cpu (the activation caches are in host memory already)\n");
+  // AutoRound's autocast on CUDA: the blocks run in bf16 (a 16-bit model as stored); loss and V/α/β in f32.
+  const DType compute = quant::job_compute_dtype(job);
+  const std::string compute_str =
+      cat(dtype_name(compute), job.device.is_cuda() && !job.model_dtype ? " (autocast; loss and V/alpha/beta f32)" : "");
+  // auto: AutoRound keeps its caches in the AMP dtype on an accelerator (half the bytes of f32);
+  // the CPU keeps f32 caches (its defaults and published figures).
+  if (cache_auto) o.cache_dtype = job.device.is_cuda() && dtype_size(compute) == 2 ? DType::bf16 : DType::f32;
 
   Progress bar;
   o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()); std::fflush(stdout); };
   o.on_iter = [&bar](int64_t b, int64_t it, int64_t n, double l) { bar.update(b, it, n, l); };
   // A gguf:<preset> export takes each tensor's scheme from the preset's type mix.
   const bool gguf_only = job.format.rfind("gguf:", 0) == 0 && job.format.find(',') == std::string::npos;
-  std::printf("quantize %s: %s, iters %lld, nsamples %lld, seqlen %lld, batch %lld, recipe %s\n", job.model.c_str(),
-              gguf_only ? (job.format + " (per-tensor types)").c_str() : o.scheme.str().c_str(), static_cast<long long>(o.iters), static_cast<long long>(job.nsamples),
-              static_cast<long long>(job.seqlen), static_cast<long long>(o.batch_size), rc.name.c_str());
+  std::printf("quantize %s: %s, iters %lld, nsamples %lld, seqlen %lld, batch %lld, recipe %s, device %s, compute %s, caches %s%s\n",
+              job.model.c_str(), gguf_only ? (job.format + " (per-tensor types)").c_str() : o.scheme.str().c_str(),
+              static_cast<long long>(o.iters), static_cast<long long>(job.nsamples), static_cast<long long>(job.seqlen),
+              static_cast<long long>(o.batch_size), rc.name.c_str(), job.device.str().c_str(), compute_str.c_str(),
+              dtype_name(o.cache_dtype), o.low_gpu_mem_usage && job.device.is_cuda() ? ", low_gpu_mem_usage" : "");
   const quant::QuantizeJobResult r = quant::run_quantize_job(job);
   if (gguf_only && o.iters == 0)
     std::printf("wrote %s (format %s, encoded by llama.cpp's searches)\n", r.output_folder.c_str(), job.format.c_str());
@@ -165,10 +181,23 @@ int cmd_quantize(const Args& args) {
                 static_cast<long long>(r.eval_tokens), r.fp_ppl, r.q_ppl);
   const double mib = 1048576.0;
   if (r.eval_peak_rss_bytes > 0) std::printf("evaluation: peak RSS %.1f MiB\n", r.eval_peak_rss_bytes / mib);
-  std::printf("peak RSS %.1f MiB (block weights %.2f MiB, activation caches %.2f MiB, frozen block %.2f MiB; "
+  if (job.device.is_cuda())
+    std::printf("peak GPU memory %.1f MiB (%s caching allocator, quantization and export)\n", r.device_peak_bytes / mib,
+                job.device.str().c_str());
+  // With --device cuda the caches are on the GPU, or on the host with --low_gpu_mem_usage.
+  char caches[128];
+  const double cache_mib = static_cast<double>(r.pipeline.cache_bytes) / mib;
+  if (job.device.is_cuda()) {
+    const bool host = r.pipeline.cache_device.is_cpu();
+    std::snprintf(caches, sizeof caches, "%.2f MiB on the host + %.2f MiB on %s", host ? cache_mib : 0.0, host ? 0.0 : cache_mib,
+                  job.device.str().c_str());
+  } else {
+    std::snprintf(caches, sizeof caches, "%.2f MiB", cache_mib);
+  }
+  std::printf("peak RSS %.1f MiB (block weights %.2f MiB, activation caches %s, frozen block %.2f MiB; "
               "%.1f MiB spilled to disk); %.1f s\n",
-              r.pipeline.peak_rss_bytes / mib, r.pipeline.max_block_bytes / mib, r.pipeline.cache_bytes / mib,
-              r.pipeline.frozen_block_bytes / mib, r.pipeline.spill_bytes / mib, r.seconds);
+              r.pipeline.peak_rss_bytes / mib, r.pipeline.max_block_bytes / mib, caches, r.pipeline.frozen_block_bytes / mib,
+              r.pipeline.spill_bytes / mib, r.seconds);
   return 0;
 }
 

@@ -68,13 +68,13 @@ void ImatrixCollector::end_batch() {
 }
 
 Tensor run_block_with_imatrix(const ObservedBlockFn& block, const Tensor& x, int64_t batch_size, DType compute_dtype,
-                              DType out_dtype, ImatrixCollector& collector) {
+                              DType out_dtype, ImatrixCollector& collector, const std::optional<Device>& compute_device) {
   const models::LinearObserver obs = collector.observer();
   return map_sample_batches(x, batch_size, compute_dtype, out_dtype, [&](const ag::Var& xb) {
     ag::Var y = block(xb, obs);
     collector.end_batch();
     return y;
-  });
+  }, compute_device);
 }
 
 }  // namespace arq::quant

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,8 +55,10 @@ using ObservedBlockFn = std::function<ag::Var(const ag::Var& x, const models::Li
 
 // The FP reference pass with the imatrix hooks (§1.6 step 1, §3): runs `block` on x [n, s, H]
 // in chunks of `batch_size` without gradients (inputs cast to compute_dtype), fills `collector`
-// and returns the outputs [n, s, H] in `out_dtype`.
+// and returns the outputs [n, s, H] in `out_dtype`. `compute_device` as for map_sample_batches
+// (x on the host, the block on a GPU: low_gpu_mem_usage).
 Tensor run_block_with_imatrix(const ObservedBlockFn& block, const Tensor& x, int64_t batch_size, DType compute_dtype,
-                              DType out_dtype, ImatrixCollector& collector);
+                              DType out_dtype, ImatrixCollector& collector,
+                              const std::optional<Device>& compute_device = std::nullopt);
 
 }  // namespace arq::quant

@@ -70,7 +70,8 @@ LmHeadResult quantize_lm_head(const models::CausalLM& lm, const Tensor& head_fp,
     // The reference layer(fp_input), computed per micro-batch: all of [n, s, V] may not fit.
     data.reference = [&](const std::vector<int64_t>& idx) {
       ag::NoGrad ng;
-      return models::linear(ag::Var(take_rows(head_fp, idx).to(compute)), ag::Var(w)).value();
+      // head_fp may be a host cache (low_gpu_mem_usage): the rows go to lm_head's device
+      return models::linear(ag::Var(take_rows(head_fp, idx).to(lm.device()).to(compute)), ag::Var(w)).value();
     };
     SignRoundOptions so;
     so.iters = o.iters;
@@ -81,6 +82,7 @@ LmHeadResult quantize_lm_head(const models::CausalLM& lm, const Tensor& head_fp,
     so.enable_minmax_tuning = o.enable_minmax_tuning;
     so.not_use_best_mse = o.not_use_best_mse;
     so.compute_dtype = compute;
+    so.device = lm.device();   // the inputs may stay on the host (low_gpu_mem_usage)
     if (o.on_iter) so.on_iter = [&](int64_t it, int64_t n, double l) { o.on_iter(lm.num_blocks(), it, n, l); };
     TuneResult tr = tune_block(fn, {TunableLinear{kName, w, c.scheme}}, data, so, rng);
     r.method = "SignRound";

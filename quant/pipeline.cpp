@@ -68,9 +68,11 @@ void validate_options(const PipelineOptions& o) {
 size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
 
 // lm_head's input for every sample: the final norm of the last block's output, [n, s, H] in
-// `out` dtype, computed in chunks of `batch`.
-Tensor final_norm_all(const models::CausalLM& lm, const Tensor& x, int64_t batch, DType out) {
-  return map_sample_batches(x, batch, lm.dtype(), out, [&](const ag::Var& xb) { return ag::Var(lm.final_norm(xb.value())); });
+// `out` dtype on x's device, computed in chunks of `batch` on `run_dev` (unset: x's device).
+Tensor final_norm_all(const models::CausalLM& lm, const Tensor& x, int64_t batch, DType out,
+                      const std::optional<Device>& run_dev) {
+  return map_sample_batches(x, batch, lm.dtype(), out, [&](const ag::Var& xb) { return ag::Var(lm.final_norm(xb.value())); },
+                            run_dev);
 }
 
 // BlockInputs (RoPE tables, masks) per batch size, built once and reused by every block.
@@ -105,7 +107,13 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
   }
   const int64_t n_blocks = lm.num_blocks();
   const DType compute = lm.dtype();
+  // low_gpu_mem_usage: caches on the host, every no-grad block run and every tuning micro-batch
+  // streamed to the model's device (run_dev); otherwise the caches live on the model's device.
+  const Device dev = lm.device();
+  const bool host_caches = o.low_gpu_mem_usage && dev.is_cuda();
+  const std::optional<Device> run_dev = host_caches ? std::optional<Device>(dev) : std::nullopt;
   PipelineResult res;
+  res.cache_device = host_caches ? Device::cpu() : dev;
   PyRandom rng(o.seed);
 
   Tensor x_fp, x_q, mask;  // [n, s, H] in cache dtype; [n, s] f32
@@ -115,9 +123,22 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
   if (calibrate || imatrix_on) {
     ag::NoGrad ng;
     // Block-0 inputs are the embeddings of the calibration ids (computed once, §1.4).
-    x_fp = lm.embed(ids.to(DType::i64)).to(o.cache_dtype).to(lm.device());
+    const Tensor ids64 = ids.to(DType::i64);
+    if (host_caches) {
+      // in chunks, so the device never holds all samples' embeddings
+      const int64_t n = ids.size(0), step = std::max<int64_t>(o.batch_size, 1);
+      for (int64_t b0 = 0; b0 < n; b0 += step) {
+        const int64_t b = std::min(step, n - b0);
+        const Tensor e = lm.embed(ids64.narrow(0, b0, b)).to(o.cache_dtype);   // [b, s, H] on the device
+        if (!x_fp.defined()) x_fp = host_cache_empty({n, e.size(1), e.size(2)}, o.cache_dtype);
+        Tensor rows = x_fp.narrow(0, b0, b);
+        copy_(rows, e);
+      }
+    } else {
+      x_fp = lm.embed(ids64).to(o.cache_dtype).to(dev);
+    }
     x_q = x_fp;
-    if (loss_mask.defined()) mask = loss_mask.to(DType::f32).to(lm.device());
+    if (loss_mask.defined()) mask = loss_mask.to(DType::f32).to(res.cache_device);
     inputs = std::make_unique<InputsCache>(lm, ids.size(1));
   }
 
@@ -149,7 +170,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         return lm.block_forward(bw, x, inputs->get(x.size(0)), w);
       };
       // FP reference Y = block_fp(X_fp), §1.6 step 1.
-      const Tensor y = run_block(fn, x_fp, {}, o.batch_size, compute, o.cache_dtype);
+      const Tensor y = run_block(fn, x_fp, {}, o.batch_size, compute, o.cache_dtype, run_dev);
       if (!tunables.empty()) {
         SignRoundOptions so;
         so.iters = o.iters;
@@ -160,6 +181,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         so.enable_minmax_tuning = o.enable_minmax_tuning;
         so.not_use_best_mse = o.not_use_best_mse;
         so.compute_dtype = compute;
+        so.device = dev;   // the caches may be on the host (low_gpu_mem_usage)
         if (o.on_iter) so.on_iter = [&](int64_t it, int64_t n, double l) { o.on_iter(bi, it, n, l); };
         const TuneData data{.inputs = o.enable_quanted_input ? x_q : x_fp, .targets = y, .mask = mask, .reference = {}};
         TuneResult tr = tune_block(fn, tunables, data, so, rng);
@@ -176,9 +198,9 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
                                                       bytes_of(y));
       // Next inputs (§1.6 step 7): the quantized chain runs the frozen weights on X_q.
       if (o.enable_quanted_input && !qweights.empty()) {
-        x_q = run_block(fn, x_q, qweights, o.batch_size, compute, o.cache_dtype);
+        x_q = run_block(fn, x_q, qweights, o.batch_size, compute, o.cache_dtype, run_dev);
       } else if (o.enable_quanted_input && x_q.storage() != x_fp.storage()) {
-        x_q = run_block(fn, x_q, {}, o.batch_size, compute, o.cache_dtype);
+        x_q = run_block(fn, x_q, {}, o.batch_size, compute, o.cache_dtype, run_dev);
       } else {
         x_q = y;
       }
@@ -193,7 +215,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         const ObservedBlockFn ofn = [&](const ag::Var& x, const models::LinearObserver& obs) {
           return lm.block_forward(bw, x, inputs->get(x.size(0)), {}, nullptr, &obs);
         };
-        Tensor y = run_block_with_imatrix(ofn, x_fp, o.batch_size, compute, o.cache_dtype, ic);
+        Tensor y = run_block_with_imatrix(ofn, x_fp, o.batch_size, compute, o.cache_dtype, ic, run_dev);
         res.cache_bytes = std::max(res.cache_bytes, bytes_of(x_fp) + bytes_of(y));
         x_fp = std::move(y);
         x_q = x_fp;
@@ -205,7 +227,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         QuantizedLinear q = opt ? quantize_opt_rtn(t.weight, t.scheme, im != imat.end() ? im->second : Tensor())
                                 : quantize_rtn(t.weight, t.scheme);
         q.name = t.name;
-        qweights[t.name] = dequantize(q).to(t.weight.device());
+        qweights[t.name] = dequantize(q, q.weight_dtype, t.weight.device());
         block_q[t.name] = std::move(q);
         for (LayerLog& ll : log.layers)
           if (ll.name == t.name && opt) ll.scheme = (imatrix_on ? "opt-rtn+imatrix " : "opt-rtn ") + ll.scheme;
@@ -238,9 +260,9 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
   if (lm_head_quantized(lm, o)) {
     Tensor head_fp, head_q;  // [n, s, H] cache dtype
     if (calibrate || imatrix_on) {
-      head_fp = final_norm_all(lm, x_fp, o.batch_size, o.cache_dtype);
+      head_fp = final_norm_all(lm, x_fp, o.batch_size, o.cache_dtype, run_dev);
       head_q = calibrate && o.enable_quanted_input && x_q.storage() != x_fp.storage()
-                   ? final_norm_all(lm, x_q, o.batch_size, o.cache_dtype)
+                   ? final_norm_all(lm, x_q, o.batch_size, o.cache_dtype, run_dev)
                    : head_fp;
     }
     x_fp = x_q = Tensor();  // the blocks' caches are no longer needed

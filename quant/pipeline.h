@@ -42,6 +42,11 @@ struct PipelineOptions {
   std::optional<bool> disable_opt_rtn{};  // unset: opt-RTN wherever it applies (§3)
   uint64_t seed = 42;
   DType cache_dtype = DType::f32;       // activation caches: f32 or bf16
+  // AutoRound's low_gpu_mem_usage (spec §1.12): with the model on a CUDA device, the activation
+  // caches (both chains' block inputs, the FP reference outputs) stay in page-locked host memory
+  // and each batch is copied to the device when a block runs on it or the tuner uses it. Only
+  // the block, its tuning state and one batch's activations are on the device. No effect on the CPU.
+  bool low_gpu_mem_usage = false;
   // Observers (may be empty): a finished block's log line; every tuning iteration.
   std::function<void(const std::string&)> log{};
   std::function<void(int64_t block, int64_t iter, int64_t iters, double loss)> on_iter{};
@@ -80,6 +85,7 @@ struct PipelineResult {
   std::map<std::string, Tensor> weights;             // by checkpoint tensor name: dequantized [out, in]
   std::vector<BlockLog> blocks;
   size_t cache_bytes = 0;       // the two activation caches (+ reference outputs) at their peak
+  Device cache_device = Device::cpu();  // where they lived: the model's device, or the host with low_gpu_mem_usage
   size_t max_block_bytes = 0;   // the largest block's weights
   size_t frozen_block_bytes = 0;  // the largest block's frozen layers + dequantized weights, handed over at once
   // Set by run_quantize_job: bytes of frozen layers spilled to its temporary store, and this
@@ -129,6 +135,11 @@ struct QuantizeJob {
   PipelineOptions pipeline;
 };
 
+// The dtype the blocks run in (spec §1.1, §1.10, AutoRound's AMP): --model_dtype when given; on
+// a CUDA device the model's 16-bit dtype, or bf16 for an f32 model (autocast: the loss and
+// V/α/β stay f32); on the CPU the stored dtype. Reads only the model's metadata.
+DType job_compute_dtype(const QuantizeJob& job);
+
 struct QuantizeJobResult {
   std::string output_folder;
   PipelineResult pipeline;
@@ -136,6 +147,10 @@ struct QuantizeJobResult {
   int64_t eval_tokens = 0;
   int64_t n_quantized_layers = 0;
   size_t eval_peak_rss_bytes = 0;       // VmHWM during --eval_text (0 without it, or where unknown)
+  DType compute_dtype = DType::f32;     // job_compute_dtype(job)
+  // On a CUDA device: the caching allocator's peak bytes in use during quantization and export
+  // (before --eval_text); 0 on the CPU.
+  size_t device_peak_bytes = 0;
   double seconds = 0;
 };
 

@@ -14,6 +14,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "io/dataset.h"
 #include "io/json_util.h"
@@ -120,7 +121,10 @@ io::JsonValue log_json(const QuantizeJob& job, const QuantizeJobResult& r, const
       .set("not_use_best_mse", o.not_use_best_mse)
       .set("seed", static_cast<int64_t>(o.seed))
       .set("dataset", job.dataset)
-      .set("cache_dtype", dtype_name(o.cache_dtype));
+      .set("cache_dtype", dtype_name(o.cache_dtype))
+      .set("device", job.device.str())
+      .set("compute_dtype", dtype_name(r.compute_dtype))
+      .set("low_gpu_mem_usage", o.low_gpu_mem_usage);
   root.set("model", job.model).set("config", cfg);
   JsonValue blocks = JsonValue::array();
   for (const BlockLog& b : r.pipeline.blocks) {
@@ -140,9 +144,27 @@ io::JsonValue log_json(const QuantizeJob& job, const QuantizeJobResult& r, const
 
 }  // namespace
 
+DType job_compute_dtype(const QuantizeJob& job) {
+  if (job.model_dtype) return *job.model_dtype;
+  // The stored dtype (of the embedding table, as LoadOptions' default); nothing is read but
+  // config.json and the tensor headers.
+  const DType stored = models::load_causal_lm(job.model, {.dtype = std::nullopt, .device = Device::cpu()}).dtype();
+  // AutoRound's AMP on an accelerator: a 16-bit model runs as stored, an f32 one under bf16
+  // autocast (every CUDA architecture we build for, sm_80+, has bf16 tensor cores).
+  if (job.device.is_cuda() && stored == DType::f32) return DType::bf16;
+  return stored;
+}
+
 void validate_job(const QuantizeJob& job) {
   ARQ_CHECK(!job.model.empty(), UsageError, "--model is required");
   ARQ_CHECK(fs::exists(job.model), UsageError, "--model: '", job.model, "' does not exist");
+  if (job.device.is_cuda()) {
+    ARQ_CHECK(cuda_compiled(), DeviceError, "--device ", job.device.str(),
+              ": this ar-quant was built without CUDA (reconfigure with -Dcuda=enabled, or use --device cpu)");
+    const int n = cuda_device_count();
+    ARQ_CHECK(job.device.index >= 0 && job.device.index < n, DeviceError, "--device ", job.device.str(),
+              ": no such CUDA device (", n, " visible)");
+  }
   // Unknown or duplicate format names fail here, before any work (UsageError listing the known ones).
   if (job.format != "fake") parse_export_formats(job.format);
   ARQ_CHECK(job.nsamples >= 1, UsageError, "--nsamples must be >= 1, got ", job.nsamples);
@@ -163,7 +185,11 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
   models::LoadOptions lo;
   lo.dtype = job.model_dtype;
   lo.device = job.device;
+  // On CUDA the blocks run under AutoRound's autocast dtype; on the CPU as stored (or --model_dtype).
+  if (job.device.is_cuda()) lo.dtype = job_compute_dtype(job);
   models::CausalLM lm = models::load_causal_lm(job.model, lo);
+  r.compute_dtype = lm.dtype();
+  if (job.device.is_cuda()) allocator_for(job.device).reset_peak();
   lm.set_keep_resident(false);
   std::unique_ptr<io::Tokenizer> tok = open_tokenizer(job.model);
 
@@ -212,6 +238,7 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
   }
   r.pipeline = quantize_blocks(lm, ids, mask, popts);
   r.pipeline.spill_bytes = spilled;
+  cuda_pinned_release();   // the pipeline's host caches are gone; hand their pinned pages back
   const FrozenLayers* frozen = store.get();
   const MapFrozenLayers in_memory(r.pipeline.quantized);
   if (!frozen) frozen = &in_memory;
@@ -248,6 +275,7 @@ QuantizeJobResult run_quantize_job(const QuantizeJob& job) {
 
   io::release_mapped_pages();
   r.pipeline.peak_rss_bytes = peak_rss_bytes();
+  if (job.device.is_cuda()) r.device_peak_bytes = allocator_for(job.device).peak_bytes();
   store.reset();   // the spill folder is no longer needed
 
   if (!job.eval_text.empty()) {

@@ -6,6 +6,7 @@
 #include "autograd/loss.h"
 #include "autograd/ops.h"
 #include "autograd/optim.h"
+#include "engine/backend.h"
 #include "engine/ops.h"
 #include "quant/qdq.h"
 
@@ -40,6 +41,34 @@ Tensor take(const Tensor& x, const std::vector<int64_t>& idx) {
 
 }  // namespace
 
+Tensor host_cache_empty(const Shape& shape, DType dtype) {
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  void* p = cuda_pinned_alloc(nbytes);
+  if (p == nullptr) return Tensor::empty(shape, dtype, Device::cpu());
+  // The storage's owner hands the block back to the pinned cache when the last view goes.
+  std::shared_ptr<void> owner(p, [](void* q) { cuda_pinned_free(q); });
+  return Tensor(Storage::wrap(p, nbytes, Device::cpu(), std::move(owner)), shape, contiguous_strides(shape), 0, dtype);
+}
+
+Tensor to_host_cache(const Tensor& x) {
+  Tensor out = host_cache_empty(x.shape(), x.dtype());
+  copy_(out, x);
+  return out;
+}
+
+Tensor take_samples(const Tensor& x, const std::vector<int64_t>& idx, const Device& device) {
+  if (x.device() == device) return take(x, idx);
+  Shape shape = x.shape();   // [len(idx), ...]
+  shape[0] = static_cast<int64_t>(idx.size());
+  Tensor out = Tensor::empty(shape, x.dtype(), device);
+  for (size_t k = 0; k < idx.size(); ++k) {
+    ARQ_ASSERT(idx[k] >= 0 && idx[k] < x.size(0), "take_samples: index ", idx[k], " out of range for ", x.str());
+    Tensor slot = out.narrow(0, static_cast<int64_t>(k), 1);
+    copy_(slot, x.narrow(0, idx[k], 1));   // one sample: contiguous in a contiguous cache
+  }
+  return out;
+}
+
 TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& linears, const TuneData& data,
                       const SignRoundOptions& opt, PyRandom& rng) {
   const auto t0 = std::chrono::steady_clock::now();
@@ -55,6 +84,8 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
             ShapeError, "[tune_block] targets ", data.targets.defined() ? data.targets.str() : "undefined",
             " do not match inputs ", data.inputs.str(), " (expected [n, s, H_out] with the inputs' n and s)");
   const int64_t n = data.inputs.size(0), seq = data.inputs.size(1);
+  // The tuner's device; inputs/targets/mask may stay elsewhere (host caches) and come in per batch.
+  const Device dev = opt.device.value_or(data.inputs.device());
   if (data.mask.defined())
     ARQ_CHECK(data.mask.shape() == Shape({n, seq}), ShapeError, "[tune_block] mask ", data.mask.str(), " must be [", n, ", ",
               seq, "]");
@@ -70,9 +101,9 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
     Wrapped& w = wrapped[i];
     w.src = &l;
     w.layout = make_group_layout(l.weight.size(0), l.weight.size(1), l.scheme.group_size);
-    w.wg = to_groups(l.weight, w.layout).to(data.inputs.device());
+    w.wg = to_groups(l.weight, w.layout, dev);
     w.range = group_range(w.wg);
-    w.params = make_qdq_params(w.layout, opt.enable_minmax_tuning, data.inputs.device());
+    w.params = make_qdq_params(w.layout, opt.enable_minmax_tuning, dev);
     const double lr = opt.lr > 0 ? opt.lr : auto_lr(opt.iters, l.scheme.bits);
     const double mm_lr = opt.minmax_lr > 0 ? opt.minmax_lr : lr;
     groups.push_back({.params = {w.params.v}, .lr = lr});
@@ -103,8 +134,8 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
   IndexSampler sampler(n, global_batch, rng);
   const ag::MseReduction reduction =
       opt.gradient_accumulate_steps == 1 ? ag::MseReduction::mean_all : ag::MseReduction::sum;
-  Tensor mask3;  // [n, s, 1] f32
-  if (data.mask.defined()) mask3 = data.mask.to(DType::f32).to(data.inputs.device()).reshape({n, seq, 1});
+  Tensor mask3;  // [n, s, 1] f32, where the mask is (the global batch's rows go to `dev`)
+  if (data.mask.defined()) mask3 = data.mask.to(DType::f32).reshape({n, seq, 1});
 
   TuneResult res;
   double best = std::numeric_limits<double>::infinity();
@@ -116,7 +147,7 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
     double num_elm = 1;
     Tensor mask_g;
     if (mask3.defined()) {
-      mask_g = take(mask3, idx);
+      mask_g = take(mask3, idx).to(dev);   // [global_batch, s, 1]
       num_elm = sum_all(mask_g).item();
       if (num_elm <= 0) num_elm = 1;
     } else if (opt.gradient_accumulate_steps > 1) {
@@ -127,8 +158,8 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
       // the last micro-batch may be short when nsamples < batch_size · gradient_accumulate_steps
       const int64_t b0 = step * micro, bn = std::min(micro, global_batch - b0);
       const std::vector<int64_t> mb(idx.begin() + b0, idx.begin() + b0 + bn);
-      const Tensor x = take(data.inputs, mb).to(opt.compute_dtype);
-      const Tensor y = (data.reference ? data.reference(mb) : take(data.targets, mb)).to(DType::f32).to(x.device());
+      const Tensor x = take_samples(data.inputs, mb, dev).to(opt.compute_dtype);
+      const Tensor y = (data.reference ? data.reference(mb).to(dev) : take_samples(data.targets, mb, dev)).to(DType::f32);
       const Tensor m = mask_g.defined() ? mask_g.narrow(0, b0, bn) : Tensor();
       const WeightMap wm = weights_now();
       ag::Var pred = block(ag::Var(x), wm);
@@ -164,7 +195,7 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
     TunedLinear tl;
     tl.q = quantize_with_params(w.src->weight, w.src->scheme, w.best_v, clamped(w.best_alpha), clamped(w.best_beta));
     tl.q.name = w.src->name;
-    tl.weight = dequantize(tl.q).to(w.src->weight.device());
+    tl.weight = dequantize(tl.q, tl.q.weight_dtype, w.src->weight.device());   // decoded where the weight lives
     res.layers.push_back(std::move(tl));
   }
   res.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -172,11 +203,31 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
 }
 
 Tensor map_sample_batches(const Tensor& x, int64_t batch_size, DType compute_dtype, DType out_dtype,
-                          const std::function<ag::Var(const ag::Var& xb)>& fn) {
+                          const std::function<ag::Var(const ag::Var& xb)>& fn, const std::optional<Device>& compute_device) {
   ARQ_CHECK(x.dim() == 3, ShapeError, "[block batches] input must be [n, s, H], got ", x.str());
   ARQ_CHECK(batch_size >= 1, UsageError, "[block batches] batch_size must be >= 1, got ", batch_size);
   ag::NoGrad ng;
   const int64_t n = x.size(0);
+  const Device dev = compute_device.value_or(x.device());
+  if (dev != x.device()) {
+    // Streamed (low_gpu_mem_usage): chunk in, output back into its rows of the result on x's
+    // device; only one chunk's activations live on `dev`.
+    Tensor out;   // [n, s, H_out] out_dtype on x's device, allocated once the first output's shape is known
+    for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
+      const int64_t b = std::min(batch_size, n - b0);
+      const Tensor yb = fn(ag::Var(x.narrow(0, b0, b).to(dev).to(compute_dtype))).value().to(out_dtype);
+      ARQ_CHECK(yb.dim() >= 1 && yb.size(0) == b, ShapeError, "[block batches] output ", yb.str(), " of a chunk of ", b,
+                " samples");
+      if (!out.defined()) {
+        Shape shape = yb.shape();
+        shape[0] = n;
+        out = x.device().is_cpu() ? host_cache_empty(shape, out_dtype) : Tensor::empty(shape, out_dtype, x.device());
+      }
+      Tensor rows = out.narrow(0, b0, b);
+      copy_(rows, yb);
+    }
+    return out;
+  }
   std::vector<Tensor> outs;
   for (int64_t b0 = 0; b0 < n; b0 += batch_size) {
     const int64_t b = std::min(batch_size, n - b0);
@@ -186,10 +237,11 @@ Tensor map_sample_batches(const Tensor& x, int64_t batch_size, DType compute_dty
 }
 
 Tensor run_block(const BlockFn& block, const Tensor& x, const std::map<std::string, Tensor>& weights, int64_t batch_size,
-                 DType compute_dtype, DType out_dtype) {
+                 DType compute_dtype, DType out_dtype, const std::optional<Device>& compute_device) {
   WeightMap wm;
   for (const auto& [name, t] : weights) wm[name] = ag::Var(t);
-  return map_sample_batches(x, batch_size, compute_dtype, out_dtype, [&](const ag::Var& xb) { return block(xb, wm); });
+  return map_sample_batches(x, batch_size, compute_dtype, out_dtype, [&](const ag::Var& xb) { return block(xb, wm); },
+                            compute_device);
 }
 
 }  // namespace arq::quant

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -46,6 +47,10 @@ struct SignRoundOptions {
   double momentum = 0;
   int64_t dynamic_max_gap = -1;   // > 0: stop when the best iteration is this many steps old
   DType compute_dtype = DType::f32;  // the block runs in this dtype (inputs are cast to it)
+  // Where the tuner works: the block function's inputs, V/α/β, the grouped weights and the loss.
+  // Unset: the inputs' device. A CUDA device with inputs/targets/mask on the host is
+  // low_gpu_mem_usage (spec §1.12): each micro-batch is copied to the device when it is used.
+  std::optional<Device> device{};
   // Called after every iteration (progress bars); may be empty.
   std::function<void(int64_t iter, int64_t iters, double loss)> on_iter{};
 };
@@ -84,13 +89,28 @@ TuneResult tune_block(const BlockFn& block, const std::vector<TunableLinear>& li
                       const SignRoundOptions& opt, PyRandom& rng);
 
 // x [n, s, H] in chunks of `batch_size` samples, each cast to `compute_dtype` and passed to `fn`
-// without gradients; the outputs, cast to `out_dtype`, concatenated along the samples.
+// without gradients; the outputs, cast to `out_dtype`, concatenated along the samples on x's
+// device. `compute_device` (unset: x's device) is where `fn` runs: with x on the host and a CUDA
+// device there (low_gpu_mem_usage), each chunk is copied in and its output copied back into a
+// host result (page-locked when a CUDA device is present, see host_cache_empty).
 Tensor map_sample_batches(const Tensor& x, int64_t batch_size, DType compute_dtype, DType out_dtype,
-                          const std::function<ag::Var(const ag::Var& xb)>& fn);
+                          const std::function<ag::Var(const ag::Var& xb)>& fn,
+                          const std::optional<Device>& compute_device = std::nullopt);
 
 // Block outputs for all samples without gradients, in chunks of `batch_size`:
-// x [n, s, H] → [n, s, H] in `out_dtype`. `weights` as for the block function.
+// x [n, s, H] → [n, s, H] in `out_dtype` on x's device. `weights` as for the block function;
+// `compute_device` as for map_sample_batches.
 Tensor run_block(const BlockFn& block, const Tensor& x, const std::map<std::string, Tensor>& weights, int64_t batch_size,
-                 DType compute_dtype, DType out_dtype);
+                 DType compute_dtype, DType out_dtype, const std::optional<Device>& compute_device = std::nullopt);
+
+// A host tensor for an activation cache: page-locked (arq::cuda_pinned_alloc) when a CUDA device
+// is present, so copies of its samples to and from the device run by DMA; ordinary host memory
+// otherwise. Uninitialized. `to_host_cache` copies x (any device) into one.
+Tensor host_cache_empty(const Shape& shape, DType dtype);
+Tensor to_host_cache(const Tensor& x);
+
+// x[idx] along dim 0 as a contiguous tensor on `device`. x on another device (a host cache):
+// each sample x[i] (contiguous in x) is copied to its slot on the device, no host gather first.
+Tensor take_samples(const Tensor& x, const std::vector<int64_t>& idx, const Device& device);
 
 }  // namespace arq::quant

@@ -26,5 +26,8 @@ void empty_cache();
 // The cudaStream_t (as void*) that every kernel of cuda:`device` runs on, so benchmarks can
 // record cudaEvents in the same stream; nullptr when built without CUDA.
 void* stream_handle(int device);
+// Page-locked host bytes held by the pinned cache behind arq::cuda_pinned_alloc (in use and
+// cached); 0 when built without CUDA.
+size_t pinned_host_bytes();
 
 }  // namespace arq::cuda

@@ -36,11 +36,15 @@ Backend& cuda_backend() {
 bool cuda_compiled() { return false; }
 int cuda_device_count() { return 0; }
 std::string cuda_device_name(int) { return ""; }
+void* cuda_pinned_alloc(size_t) { return nullptr; }   // callers fall back to ordinary host memory
+void cuda_pinned_free(void*) {}
+void cuda_pinned_release() {}
 
 namespace cuda {
 AllocatorStats allocator_stats() { return {}; }
 void empty_cache() {}
 void* stream_handle(int) { return nullptr; }
+size_t pinned_host_bytes() { return 0; }
 }  // namespace cuda
 
 }  // namespace arq

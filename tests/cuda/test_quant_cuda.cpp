@@ -199,3 +199,106 @@ TEST_CASE("cuda quant: the pipeline end to end with the model on the device") {
   CHECK(beyond <= total / 200);
   CHECK(differ <= total * 5 / 100);
 }
+
+// ---- low_gpu_mem_usage: host caches streamed to the device ------------------------------------
+// The streamed path moves the same bytes to the same kernels in the same order as the
+// GPU-resident one (a sample copied from a host cache is the row index_select would pick on the
+// device), so results must be bit-identical, not merely close.
+
+TEST_CASE("cuda quant: streamed batches and sample gathers from host caches equal the on-device ones") {
+  const Device dev = test_device();
+  const Tensor x = rand_normal({7, 5, 6}, 12, 0, 1);   // [n, s, H] on the host
+  const Tensor h = to_host_cache(x);
+  CHECK(h.device() == Device::cpu());
+  if (dev.is_cuda()) CHECK(cuda::pinned_host_bytes() >= h.nbytes());   // page-locked when a GPU is present
+  const std::vector<int64_t> idx{6, 1, 1, 3};
+  const Tensor a = take_samples(h, idx, dev), b = take_samples(x.to(dev), idx, dev);
+  CHECK(a.device() == dev);
+  CHECK(to_vector(a) == to_vector(b));
+  // square each chunk on the device: one rounding per element on either side, so bit-identical
+  auto fn = [](const ag::Var& xb) { return ag::Var(mul(xb.value(), xb.value())); };
+  const Tensor streamed = map_sample_batches(h, 3, DType::f32, DType::bf16, fn, dev);
+  const Tensor resident = map_sample_batches(x.to(dev), 3, DType::f32, DType::bf16, fn);
+  CHECK(streamed.device() == Device::cpu());   // the result stays with the cache
+  CHECK(to_vector(streamed) == to_vector(resident));
+}
+
+TEST_CASE("cuda quant: tune_block with host inputs/targets/mask and the tuner on the device equals the resident run") {
+  const Device dev = test_device();
+  const models::CausalLM lm = models::random_causal_lm(spec_all_quantizable(), {.seed = 11, .stddev = 0.1}, {.device = dev});
+  const int64_t n = 8, seq = 12;
+  BlockRunner b(lm, 0, seq);
+  const Tensor x = rand_normal({n, seq, spec_all_quantizable().hidden_size}, 5, 0, 1).to(dev);
+  const Tensor y = run_block(b.fn(), x, {}, 4, DType::f32, DType::f32);
+  const Tensor mask = last_masked(n, seq);
+  const QuantScheme s{.bits = 3, .group_size = 32, .sym = true};
+  auto tune = [&](bool host) {
+    SignRoundOptions o;
+    o.iters = 8;
+    o.batch_size = 4;
+    o.device = dev;
+    std::vector<double> losses;
+    o.on_iter = [&](int64_t, int64_t, double l) { losses.push_back(l); };
+    PyRandom rng(42);
+    TuneData d;
+    d.inputs = host ? to_host_cache(x) : x;
+    d.targets = host ? to_host_cache(y) : y;
+    d.mask = host ? mask : mask.to(dev);
+    TuneResult r = tune_block(b.fn(), b.linears(s), d, o, rng);
+    return std::make_pair(std::move(r), losses);
+  };
+  const auto [res, res_losses] = tune(false);
+  const auto [low, low_losses] = tune(true);
+  CHECK(res_losses == low_losses);
+  REQUIRE(res.layers.size() == low.layers.size());
+  for (size_t i = 0; i < res.layers.size(); ++i) {
+    INFO(res.layers[i].q.name);
+    CHECK(to_vector(res.layers[i].q.codes) == to_vector(low.layers[i].q.codes));
+    CHECK(to_vector(res.layers[i].q.scales) == to_vector(low.layers[i].q.scales));
+  }
+}
+
+TEST_CASE("cuda quant: the pipeline with low_gpu_mem_usage gives the resident run's codes at a lower device peak") {
+  const Device dev = test_device();
+  const models::DecoderSpec spec = spec_all_quantizable();
+  // 64 samples × 64 tokens: each [n, s, H] f32 cache is 64·64·H·4 bytes, several times the
+  // block's weights and one micro-batch's activations, so the caches dominate the resident peak.
+  const int64_t n = 64, seq = 64;
+  const Tensor ids = calib_ids(n, seq, spec.vocab_size), mask = last_masked(n, seq);
+  auto run = [&](bool low, size_t& peak) {
+    const models::CausalLM lm = models::random_causal_lm(spec, {.seed = 4, .stddev = 0.1}, {.device = dev});
+    PipelineOptions o;
+    o.scheme = {.bits = 2, .group_size = 32};
+    o.iters = 4;
+    o.batch_size = 4;
+    o.low_gpu_mem_usage = low;
+    if (dev.is_cuda()) allocator_for(dev).reset_peak();
+    PipelineResult r = quantize_blocks(lm, ids, mask, o);
+    peak = dev.is_cuda() ? allocator_for(dev).peak_bytes() : 0;
+    return r;
+  };
+  size_t peak_res = 0, peak_low = 0;
+  const PipelineResult res = run(false, peak_res);
+  const PipelineResult low = run(true, peak_low);
+  CHECK(res.cache_device == dev);
+  CHECK(low.cache_device == Device::cpu());
+  CHECK(res.cache_bytes == low.cache_bytes);
+  REQUIRE(res.quantized.size() == low.quantized.size());
+  for (const auto& [name, q] : res.quantized) {
+    INFO(name);
+    CHECK(to_vector(q.codes) == to_vector(low.quantized.at(name).codes));
+    CHECK(to_vector(q.scales) == to_vector(low.quantized.at(name).scales));
+  }
+  for (size_t b = 0; b < res.blocks.size(); ++b) CHECK(res.blocks[b].loss_best == low.blocks[b].loss_best);
+  MESSAGE(cat("low_gpu_mem_usage: device peak ", peak_low, " B vs resident ", peak_res, " B; caches ", res.cache_bytes,
+              " B; pinned host bytes ", cuda::pinned_host_bytes()));
+  if (dev.is_cuda()) {
+    // The resident run holds the caches (x_fp, x_q, Y: cache_bytes) on the device on top of the
+    // same working set; the streamed run holds one batch of them. Half the caches is a margin
+    // for the allocator's rounding.
+    CHECK(peak_low + res.cache_bytes / 2 <= peak_res);
+    CHECK(cuda::pinned_host_bytes() > 0);
+    cuda_pinned_release();   // every cache is freed by now: the pinned cache hands all back
+    CHECK(cuda::pinned_host_bytes() == 0);
+  }
+}
