@@ -17,8 +17,11 @@
 #include <string>
 #include <vector>
 
+#include "autograd/attention.h"
+#include "autograd/autograd.h"
 #include "engine/fused.h"
 #include "engine/ops.h"
+#include "engine/qdq_fused.h"
 #include "kernels/cuda/cuda_api.h"
 
 using namespace arq;
@@ -149,6 +152,143 @@ double bench_memcpy(size_t bytes, Row& row) {
   return row.gbps;
 }
 
+// ---- the fused SignRound qdq (engine/qdq_fused.h) ----------------------------------------------
+// Llama-3-8B gate_proj [14336, 4096], W4G128 int_sym, bf16 weight, fp16 scales, V and α/β as
+// tune_block passes them. Compulsory bytes per weight: forward reads wg and V (f32) and writes ŵ
+// (bf16): 10 B; backward reads wg, V and dŵ (bf16) and writes dV (f32): 14 B (the per-group
+// α, β, wmin, wmax, dα, dβ add 1/128 of that). Validated on output row 0 (32 groups) against the
+// CPU kernel: ŵ and dV exact, dα within the fp16 rounding of the scale's gradient (rtol 2·2⁻¹⁰)
+// plus the f32 rounding of its f64 row sums added in another order (tests/cuda/test_cuda_qdq_fused
+// .cpp: ≤ 4·2⁻²⁴·G·|g|max·(8·2^bits + 8)·2·|w|max/Q = 5.2e-8 here).
+std::vector<Row> bench_qdq(double memcpy_gbps) {
+  const Device dev = Device::cuda(0);
+  const int64_t out = 14336, in = 4096, G = 128, ng = in / G, R = out * ng;
+  const QdqSpec spec{.kind = QdqKind::int_sym, .bits = 4, .scale_dtype = DType::f16, .scale_thresh = 1e-5,
+                     .out = out, .in = in, .group_len = G, .groups_per_row = ng};
+  const Tensor wg = rand_uniform({R, G}, 11, -0.05, 0.05, DType::f32, dev);
+  const QdqInputs x{.wg = wg,
+                    .wmin = clamp(min(wg, 1, true), -INFINITY, 0.0),
+                    .wmax = clamp(max(wg, 1, true), 0.0, INFINITY),
+                    .v = rand_uniform({R, G}, 12, -0.5, 0.5, DType::f32, dev),
+                    .alpha = rand_uniform({R, 1}, 13, 0.5, 1.0, DType::f32, dev),
+                    .beta = rand_uniform({R, 1}, 14, 0.5, 1.0, DType::f32, dev)};
+  const Tensor g = rand_uniform({out, in}, 15, -1e-3, 1e-3, DType::bf16, dev);
+  // row 0 on the CPU: a [1, 4096] weight made of the first 32 group rows
+  QdqSpec one = spec;
+  one.out = 1;
+  auto head = [&](const Tensor& t) { return t.defined() ? t.narrow(0, 0, ng).to(Device::cpu()) : t; };
+  const QdqInputs xh{head(x.wg), head(x.wmin), head(x.wmax), head(x.v), head(x.alpha), head(x.beta)};
+  const Tensor gh = g.narrow(0, 0, 1).to(Device::cpu());
+  std::vector<Row> rows;
+  const double n = static_cast<double>(out * in);
+  const std::string shape = "[14336,4096] W4G128";
+  {
+    Row r{"qdq fwd bf16 (fused)", shape};
+    const Tensor want = qdq_fused(xh, one, DType::bf16);
+    const Tensor got = qdq_fused(x, spec, DType::bf16).narrow(0, 0, 1).to(Device::cpu());
+    r.valid = worst_ratio(want, got, 0, 1e-30) == 0;
+    r.ms = time_ms([&] { Tensor t = qdq_fused(x, spec, DType::bf16); });
+    r.gbps = 10 * n / (r.ms * 1e-3) / 1e9;
+    r.ratio = r.gbps / memcpy_gbps;
+    rows.push_back(r);
+  }
+  {
+    Row r{"qdq bwd dV,da,db (fused)", shape};
+    const QdqGrads want = qdq_fused_backward(xh, one, gh, true, true, true);
+    const QdqGrads got = qdq_fused_backward(x, spec, g, true, true, true);
+    r.valid = worst_ratio(want.dv, got.dv.narrow(0, 0, ng).to(Device::cpu()), 0, 1e-30) == 0 &&
+              worst_ratio(want.dalpha, got.dalpha.narrow(0, 0, ng).to(Device::cpu()), 0x1p-9, 6e-8) <= 1;
+    r.ms = time_ms([&] { QdqGrads t = qdq_fused_backward(x, spec, g, true, true, true); });
+    r.gbps = 14 * n / (r.ms * 1e-3) / 1e9;
+    r.ratio = r.gbps / memcpy_gbps;
+    rows.push_back(r);
+  }
+  for (const Row& r : rows)
+    std::printf("BENCH bw %s %.3f ms %.0f GB/s %.2f of memcpy%s\n", r.name.c_str(), r.ms, r.gbps, r.ratio,
+                r.valid ? "" : " INVALID");
+  std::fflush(stdout);
+  return rows;
+}
+
+// ---- attention forward + backward (autograd/attention.h) -----------------------------------------
+// Llama-3-8B attention at batch 8 × seqlen 2048 (32 heads, 8 kv heads, head_dim 128), bf16, with
+// the causal f32 mask the models pass: attention_core (chunked, recomputing, masked tiles skipped)
+// against attention_composed (the [8, 8, 8192, 2048] scores materialized, as before). Each row is
+// one forward + backward; `shape` also carries the caching allocator's peak above the inputs.
+// TFLOP/s counts the useful causal FLOPs (half of 2 GEMMs forward + 4 backward) for both rows.
+// Validated first at batch 1 × 256: the device result (output, dq, dk, dv) against the CPU's
+// attention_core, normwise within 2^-4 (tests/cuda/test_cuda_attention.cpp's bf16 bound).
+std::vector<Row> bench_attention(bool quick) {
+  const Device dev = Device::cuda(0);
+  const int64_t nh = 32, nkv = 8, hd = 128;
+  auto causal = [](int64_t s) {
+    std::vector<double> m(static_cast<size_t>(s * s));
+    for (int64_t i = 0; i < s; ++i)
+      for (int64_t j = i + 1; j < s; ++j) m[static_cast<size_t>(i * s + j)] = double(ag::kAttentionMaskedScore);
+    return from_vector(m, {1, 1, s, s});
+  };
+  // forward + backward of sum(out ⊙ w); returns the four results on the CPU when asked
+  auto step = [&](bool core, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& w0,
+                  const ag::AttentionOptions& o, std::vector<Tensor>* keep) {
+    ag::Var q(q0, true), k(k0, true), v(v0, true);
+    ag::Var out = core ? ag::attention_core(q, k, v, o) : ag::attention_composed(q, k, v, o);
+    ag::backward(ag::sum_all(out * ag::Var(w0)));
+    if (keep) *keep = {out.value().to(Device::cpu()), q.grad().to(Device::cpu()), k.grad().to(Device::cpu()),
+                       v.grad().to(Device::cpu())};
+  };
+  auto inputs = [&](int64_t b, int64_t s, Device d) {
+    return std::vector<Tensor>{rand_uniform({b, nh, s, hd}, 21, -2, 2, DType::bf16, d),
+                               rand_uniform({b, nkv, s, hd}, 22, -1, 1, DType::bf16, d),
+                               rand_uniform({b, nkv, s, hd}, 23, -2, 2, DType::bf16, d),
+                               rand_uniform({b, nh, s, hd}, 24, -1, 1, DType::bf16, d)};
+  };
+  bool valid = true;
+  {
+    const int64_t s = 256;
+    const std::vector<Tensor> h = inputs(1, s, Device::cpu());
+    ag::AttentionOptions oc{.scaling = 1 / std::sqrt(double(hd)), .mask = causal(s), .chunk_rows = 48};
+    ag::AttentionOptions og = oc;
+    og.mask = oc.mask.to(dev);
+    std::vector<Tensor> want, got;
+    step(true, h[0], h[1], h[2], h[3], oc, &want);
+    step(true, h[0].to(dev), h[1].to(dev), h[2].to(dev), h[3].to(dev), og, &got);
+    for (size_t i = 0; i < want.size(); ++i) {
+      double err = 0, scale = 1;
+      const std::vector<double> a = to_vector(got[i]), b = to_vector(want[i]);
+      for (size_t j = 0; j < a.size(); ++j) {
+        err = std::max(err, std::fabs(a[j] - b[j]));
+        scale = std::max(scale, std::fabs(b[j]));
+      }
+      valid = valid && std::isfinite(err) && err <= 0x1p-4 * scale;
+    }
+  }
+  const int64_t b = quick ? 2 : 8, s = 2048;
+  const std::vector<Tensor> x = inputs(b, s, dev);
+  const ag::AttentionOptions o{.scaling = 1 / std::sqrt(double(hd)), .mask = causal(s).to(dev)};
+  const double flops = 6.0 * double(b * nh) * double(s) * double(s) * double(hd);   // = 3·(4·b·nh·s²·hd)/2
+  std::vector<Row> rows;
+  for (bool core : {true, false}) {
+    Allocator& alloc = allocator_for(dev);
+    cuda_backend().synchronize();
+    const size_t base = alloc.bytes_in_use();
+    alloc.reset_peak();
+    step(core, x[0], x[1], x[2], x[3], o, nullptr);
+    cuda_backend().synchronize();
+    const double peak_gib = static_cast<double>(alloc.peak_bytes() - base) / (1 << 30);
+    Row r{core ? "attn fwd+bwd core" : "attn fwd+bwd composed",
+          cat("b", b, " s", s, " 32/8h peak ", static_cast<int>(peak_gib * 100 + 0.5) / 100.0, " GiB")};
+    r.valid = valid;
+    r.ms = time_ms([&] { step(core, x[0], x[1], x[2], x[3], o, nullptr); });
+    r.tflops = flops / (r.ms * 1e-3) / 1e12;
+    std::printf("BENCH attention %s %.3f ms %.1f TFLOP/s peak %.2f GiB%s\n", core ? "core" : "composed", r.ms, r.tflops,
+                peak_gib, r.valid ? "" : " INVALID");
+    std::fflush(stdout);
+    rows.push_back(r);
+    cuda::empty_cache();
+  }
+  return rows;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -209,6 +349,8 @@ int main(int argc, char** argv) {
          0x1p-6, 1e-3},
     };
     for (const BwCase& c : cases) rows.push_back(bench_bw(c, memcpy_gbps));
+    for (const Row& r : bench_qdq(memcpy_gbps)) rows.push_back(r);
+    for (const Row& r : bench_attention(quick)) rows.push_back(r);
   } catch (const std::exception& e) {
     std::printf("bench_cuda: FAILED: %s\n", e.what());
     rows.push_back(Row{"error", e.what()});

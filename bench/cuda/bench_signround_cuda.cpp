@@ -58,13 +58,16 @@ models::DecoderSpec spec_8b() {
   return s;
 }
 
-// FLOPs of one iteration: linears 2·T·P forward and 4·T·P backward (dX and dW); attention with
-// the score matrix materialized (no causal skipping): Q·Kᵀ and P·V forward 4·b·nh·s²·hd,
-// backward twice that.
+// FLOPs of one iteration: linears 2·T·P forward and 4·T·P backward (dX and dW); attention: the
+// useful causal half of Q·Kᵀ and P·V forward (4·b·nh·s²·hd / 2) and of the backward's four GEMMs
+// (twice that). The blocks run attention_core (autograd/attention.h), which skips the masked
+// (future) score tiles, so the full square is no longer computed; not counted are the work it adds
+// for that: the backward's recomputation of Q·Kᵀ and the masked half of the diagonal chunks
+// (executed ≈ 3.5·att·(s + 128)/(2s) ≈ 1.86·att at s = 2048, against 1.5·att counted).
 double iteration_flops(const models::DecoderSpec& s, int64_t seq, double params) {
   const double t = static_cast<double>(kBatch * seq);
   const double att = 4.0 * kBatch * s.num_attention_heads * static_cast<double>(seq) * seq * s.head_dim;
-  return 6.0 * t * params + 3.0 * att;
+  return 6.0 * t * params + 3.0 * att / 2;
 }
 
 // bf16 GEMM rate of this card at the block's largest shape (gate/up: [T, 4096] · [4096, 14336]).
