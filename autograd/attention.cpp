@@ -11,10 +11,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "autograd/graph.h"
 #include "autograd/ops.h"
+#include "engine/attention_rows.h"
 
 namespace arq::ag {
 
@@ -82,6 +84,12 @@ Tensor structure_masked(const AttentionOptions& o, const Dims& d, int64_t r0, in
     m = m.defined() ? arq::where(m, m, o_m) : o_m;             // m | o_m on u8
   }
   return m;
+}
+
+// ARQ_ATTENTION_ROWS=chain: the engine-op chain instead of the fused row kernels.
+bool env_rows_chain() {
+  const char* e = std::getenv("ARQ_ATTENTION_ROWS");
+  return e && std::string(e) == "chain";
 }
 
 int64_t env_chunk_rows() {
@@ -161,6 +169,23 @@ struct Ctx {
   std::vector<Chunk> chunks;
   Tensor dead;    // [b|1, 1, s, 1] soft 0/1, or undefined when no row is fully masked
   Tensor dead_u8; // the same as u8
+  bool fused = true;   // fused row kernels (engine/attention_rows.h) rather than the op chain
+
+  // The fused kernels' view of a chunk: its mask slice [b|1, cq, kr] soft (or undefined), its dead
+  // rows [b|1, cq] u8 (or undefined) and the positions of its first row and key.
+  Tensor mask_tile(const Chunk& c) const {
+    return mask_s.defined() ? mask_s.narrow(2, c.r0, c.rows()).narrow(3, c.k0, c.keys()).squeeze(1) : Tensor();
+  }
+  Tensor dead_tile(const Chunk& c) const {
+    return c.has_dead ? dead_u8.narrow(2, c.r0, c.rows()).reshape({dead_u8.size(0), c.rows()}) : Tensor();
+  }
+  AttentionRowsParams rows_params(const Chunk& c) const {
+    return {.q_first = d.past() + c.r0, .k_first = c.k0, .causal = o.causal, .window = o.window};
+  }
+  // q_s·kᵀ of one chunk in the activation dtype: [b, nkv, cq, g, kr].
+  Tensor raw_scores(const Chunk& c) const {
+    return arq::matmul(q_rows(c), k_keys(c).t()).view({d.b, d.nkv, c.rows(), d.g, c.keys()});
+  }
 
   // [b|1, 1, cq, 1, 1]: a chunk's dead rows, broadcast over kv heads, group heads and columns
   Tensor dead_rows(const Chunk& c) const { return dead_u8.narrow(2, c.r0, c.rows()).unsqueeze(-1); }
@@ -184,7 +209,7 @@ struct Ctx {
 
 Ctx make_ctx(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt) {
   Ctx c{check_dims(q, k, v, opt, "attention_core"), opt, q.dtype(), soft_dtype(q.dtype()), q.device(),
-        {}, {}, {}, {}, {}, {}, {}};
+        {}, {}, {}, {}, {}, {}, {}, opt.fused_rows && !env_rows_chain()};
   const Dims& d = c.d;
   c.o.mask = Tensor();
   // [b, nh, s, hd] -> [b, nkv, g, s, hd] (a split: always a view) -> [b, nkv, s, g, hd], scaled in
@@ -279,9 +304,10 @@ Var attention_core(const Var& q, const Var& k, const Var& v, const AttentionOpti
       copy_(o_dst, vmean);
       continue;
     }
-    const Tensor p = arq::softmax(c.scores(ch), -1);                   // [b, nkv, cq, g, kr]
-    Tensor o = arq::matmul(to_dtype(p, c.act).view({d.b, d.nkv, cq * d.g, ch.keys()}), c.v_keys(ch))
-                   .view({d.b, d.nkv, cq, d.g, d.hd});
+    // P [b, nkv, cq, g, kr] in the activation dtype (dead rows are replaced below)
+    const Tensor pa = c.fused ? attention_probs(c.raw_scores(ch), c.mask_tile(ch), Tensor(), c.rows_params(ch))
+                              : to_dtype(arq::softmax(c.scores(ch), -1), c.act);
+    Tensor o = arq::matmul(pa.view({d.b, d.nkv, cq * d.g, ch.keys()}), c.v_keys(ch)).view({d.b, d.nkv, cq, d.g, d.hd});
     if (ch.has_dead) o = arq::where(c.dead_rows(ch), vmean, o);
     copy_(o_dst, o);
   }
@@ -304,16 +330,33 @@ Var attention_core(const Var& q, const Var& k, const Var& v, const AttentionOpti
                     // P recomputed as in the forward (a chunk holds whole rows, so its softmax
                     // needs no saved statistics): the same values bit for bit. Dead rows get
                     // P = 0 here; their gradients are added in closed form below.
-                    Tensor p = arq::softmax(c.scores(ch), -1);
-                    if (ch.has_dead) p = arq::where(c.dead_rows(ch), scalar_tensor(0.0, c.soft, c.dev), p);
-                    const Tensor pa = to_dtype(p, c.act).view({d.b, d.nkv, cq * d.g, kr});
                     const Tensor doch = doc.narrow(2, ch.r0, cq).reshape({d.b, d.nkv, cq * d.g, d.hd});
+                    const bool want_ds = need[0] || need[1];
+                    Tensor pa, dsa;   // [b, nkv, cq·g, kr] act: P and dS = P ⊙ (dP − D)
+                    if (c.fused) {
+                      const Tensor s = c.raw_scores(ch);
+                      if (want_ds) {
+                        const Tensor dp = arq::matmul(doch, c.v_keys(ch).t()).view(s.shape());   // dP = dO·Vᵀ
+                        std::tie(pa, dsa) = attention_probs_backward(s, c.mask_tile(ch), c.dead_tile(ch), dp,
+                                                                     dsum.narrow(2, ch.r0, cq), c.rows_params(ch));
+                        dsa = dsa.view({d.b, d.nkv, cq * d.g, kr});
+                      } else {
+                        pa = attention_probs(s, c.mask_tile(ch), c.dead_tile(ch), c.rows_params(ch));
+                      }
+                      pa = pa.view({d.b, d.nkv, cq * d.g, kr});
+                    } else {
+                      Tensor p = arq::softmax(c.scores(ch), -1);
+                      if (ch.has_dead) p = arq::where(c.dead_rows(ch), scalar_tensor(0.0, c.soft, c.dev), p);
+                      pa = to_dtype(p, c.act).view({d.b, d.nkv, cq * d.g, kr});
+                      if (want_ds) {
+                        const Tensor dp = to_dtype(arq::matmul(doch, c.v_keys(ch).t()), c.soft)
+                                              .view({d.b, d.nkv, cq, d.g, kr});                    // dP = dO·Vᵀ
+                        const Tensor ds = arq::mul(p, arq::sub(dp, dsum.narrow(2, ch.r0, cq).unsqueeze(-1)));
+                        dsa = to_dtype(ds, c.act).view({d.b, d.nkv, cq * d.g, kr});
+                      }
+                    }
                     if (need[2]) accumulate(dv, ch, arq::matmul(pa.t(), doch), c.soft);         // dV += Pᵀ·dO
-                    if (!need[0] && !need[1]) continue;
-                    const Tensor dp = to_dtype(arq::matmul(doch, c.v_keys(ch).t()), c.soft)
-                                          .view({d.b, d.nkv, cq, d.g, kr});                        // dP = dO·Vᵀ
-                    const Tensor ds = arq::mul(p, arq::sub(dp, dsum.narrow(2, ch.r0, cq).unsqueeze(-1)));
-                    const Tensor dsa = to_dtype(ds, c.act).view({d.b, d.nkv, cq * d.g, kr});
+                    if (!want_ds) continue;
                     if (need[0]) {   // dQ = scaling·dS·K (rows of one chunk are complete: no accumulation)
                       Tensor dst = dqc.narrow(2, ch.r0, cq);
                       copy_(dst, arq::affine(arq::matmul(dsa, c.k_keys(ch)), c.o.scaling, 0.0)

@@ -47,6 +47,11 @@ struct AttentionOptions {
   int64_t chunk_rows = 0;
   // Bytes of one chunk's f32 scores [b, nh, rows, s_kv] (several such temporaries live at once).
   size_t score_budget_bytes = size_t{256} << 20;
+  // The per-row steps of each chunk (mask, structure, softmax, cast; the softmax VJP) as one fused
+  // kernel each (engine/attention_rows.h, bit-identical on the CPU), or — false, or the
+  // environment variable ARQ_ATTENTION_ROWS=chain — as the engine-op chain they replace (the
+  // reference the fused kernels are tested against).
+  bool fused_rows = true;
 };
 
 // q [b, nh, s, hd], k and v [b, nkv, s_kv, hd] (nkv divides nh), one floating dtype, one device

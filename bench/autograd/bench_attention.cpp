@@ -1,7 +1,9 @@
 // bench_attention: forward + backward of causal GQA attention at the 1B Llama block's shape
 // (bench/llama_1b_spec.h: 16 heads, 8 kv heads, head_dim 128), attention_core (chunked,
 // recomputing, causal tiles skipped) against the composition it replaced (attention_composed:
-// the whole [b, nh, s, s] score matrix, several copies saved for backward).
+// the whole [b, nh, s, s] score matrix, several copies saved for backward), and attention_core
+// with its row steps as the engine-op chain (core_chain_*) against the fused row kernels
+// (engine/attention_rows.h; core_*).
 //
 // Counters (per benchmark; the time is the median of the repetitions):
 //   peak_MiB    peak bytes of the CPU allocator above the inputs during forward + backward
@@ -101,14 +103,19 @@ bool validate() {
   return true;
 }
 
-void BM_attention(benchmark::State& st, bool core, DType dt) {
+// impl: 0 attention_core (fused row kernels), 1 attention_core with the engine-op chain for the
+// row steps (AttentionOptions::fused_rows = false: the code before engine/attention_rows.h),
+// 2 the composition.
+void BM_attention(benchmark::State& st, int impl, DType dt) {
+  const bool core = impl != 2;
   static const bool ok = validate();
   if (!ok) {
     st.SkipWithError("validation failed");
     return;
   }
   const Shape4 sh = shape_1b(st.range(0), st.range(1));
-  const Inputs in = make_inputs(sh, dt);
+  Inputs in = make_inputs(sh, dt);
+  in.o.fused_rows = impl == 0;
   StepBytes bytes;
   for (auto _ : st) bytes = step(in, core);
   const double flops = 6.0 * double(sh.b * sh.nh) * double(sh.s) * double(sh.s) * double(sh.hd);
@@ -127,10 +134,12 @@ void args(benchmark::internal::Benchmark* b) {
   b->Unit(benchmark::kMillisecond)->UseRealTime()->Iterations(1)->Repetitions(3)->ReportAggregatesOnly(true);
 }
 
-BENCHMARK_CAPTURE(BM_attention, core_f32, true, DType::f32)->Apply(args);
-BENCHMARK_CAPTURE(BM_attention, composed_f32, false, DType::f32)->Apply(args);
-BENCHMARK_CAPTURE(BM_attention, core_bf16, true, DType::bf16)->Apply(args);
-BENCHMARK_CAPTURE(BM_attention, composed_bf16, false, DType::bf16)->Apply(args);
+BENCHMARK_CAPTURE(BM_attention, core_f32, 0, DType::f32)->Apply(args);
+BENCHMARK_CAPTURE(BM_attention, core_chain_f32, 1, DType::f32)->Apply(args);
+BENCHMARK_CAPTURE(BM_attention, composed_f32, 2, DType::f32)->Apply(args);
+BENCHMARK_CAPTURE(BM_attention, core_bf16, 0, DType::bf16)->Apply(args);
+BENCHMARK_CAPTURE(BM_attention, core_chain_bf16, 1, DType::bf16)->Apply(args);
+BENCHMARK_CAPTURE(BM_attention, composed_bf16, 2, DType::bf16)->Apply(args);
 
 }  // namespace
 }  // namespace arq::bench

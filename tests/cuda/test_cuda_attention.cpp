@@ -6,6 +6,7 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <string>
 #include <tuple>
@@ -13,6 +14,7 @@
 
 #include "autograd/attention.h"
 #include "autograd/autograd.h"
+#include "engine/attention_rows.h"
 #include "tests/cuda/cuda_test_util.h"
 
 using namespace arq;
@@ -111,4 +113,81 @@ TEST_CASE("cuda op attention_core: forward and q/k/v gradients on CUDA match the
           }
   MESSAGE(passed, " of ", cases, " attention_core cases on ", dev.str());
   CHECK(passed == cases);
+}
+
+// ---- the fused row kernels (engine/attention_rows.h) -----------------------------------------
+// attention_probs / attention_probs_backward on CUDA against the CPU kernel (which
+// tests/autograd/test_attention_rows.cpp checks bit for bit against the engine-op chain): score
+// tiles [b, h, r, g, k] with k = 1, 7, 33 (one warp per row), 600 (128 threads), 3000 (512
+// threads, registers) and 9000 (512 threads re-reading the row); an additive mask with fully
+// masked rows (batch 2, and batch 1 broadcast), dead rows, causal / window structure at offsets.
+// Tolerance: both sides compute the masked scores, the max and dP − D by the same rounded f32
+// (f64) steps; they differ in exp (CUDA expf ≤ 2 ulp for p_j vs f32 of an f64 exp; the f64 sums
+// agree to ~k·2^-53) and in the sum's order: p is within ~4 ulp → libm's 8·eps of the compute
+// type (+ 1 eps of a 16-bit output), and dS = p·(dP − D) adds one rounding → 10·eps. Results
+// below 2^-126 lose relative precision in expf: atol = 64 subnormal ulps of the compute type (the
+// ×(dP − D) ≤ ~8 of dS included), or one ulp of a 16-bit output near 0.
+TEST_CASE("cuda op attention_probs: fused attention rows on CUDA match the CPU kernel") {
+  std::vector<OpCase> cases;
+  for (DType dt : {DType::f32, DType::bf16, DType::f16, DType::f64})
+    for (int64_t k : {1, 7, 33, 600, 3000, 9000})
+      for (int variant = 0; variant < 4; ++variant) {   // none, mask b2 + dead, mask b1 + causal, window + mask
+        if (k == 9000 && dt != DType::f32 && dt != DType::bf16) continue;   // keeps the CPU self-check short
+        const int64_t b = 2, h = 2, r = 3, g = 2;
+        const DType soft = dt == DType::f64 ? DType::f64 : DType::f32;
+        const int64_t mb = variant == 2 ? 1 : 2;
+        std::vector<double> m, dead;
+        for (int64_t n = 0; n < mb; ++n)
+          for (int64_t i = 0; i < r; ++i) {
+            const bool row_dead = n == mb - 1 && i == 1;
+            for (int64_t j = 0; j < k; ++j)
+              m.push_back(row_dead || (j < n && j < k - 1) ? double(-FLT_MAX) : -0.25 * double(j % 4));
+            dead.push_back(row_dead ? 1.0 : 0.0);
+          }
+        AttentionRowsParams prm;
+        if (variant == 2) prm = {.q_first = k - 2, .k_first = 1, .causal = true, .window = 0};
+        if (variant == 3) prm = {.q_first = k / 2, .k_first = 0, .causal = true, .window = 5};
+        const bool with_mask = variant != 0;
+        auto same = [](const Tensor& t) { return t; };
+        std::vector<Input> in{make_input({b, h, r, g, k}, dt, Fill::wide, View::contiguous, 31 + uint64_t(k)),
+                              make_input({b, h, r, g, k}, dt, Fill::signed_unit, View::contiguous, 32 + uint64_t(k)),
+                              make_input({b, h, r, g}, soft, Fill::signed_unit, View::contiguous, 33)};
+        if (with_mask) {
+          in.push_back({from_vector(m, {mb, r, k}, soft), same});
+          in.push_back({from_vector(dead, {mb, r}, DType::u8), same});
+        }
+        const OpFn op = [prm, with_mask, variant](const std::vector<Tensor>& x) -> Outputs {
+          const Tensor mask = with_mask ? x[3] : Tensor();
+          const Tensor dd = with_mask && variant == 1 ? x[4] : Tensor();
+          auto [p, ds] = attention_probs_backward(x[0], mask, dd, x[1], x[2], prm);
+          return {attention_probs(x[0], mask, dd, prm), p, ds};
+        };
+        const double atol = std::max(is16(dt) ? tiny_of(dt) : 0.0, 64 * tiny_of(soft));
+        const Tol tp{(is16(dt) ? eps_of(dt) : 0) + 8 * eps_compute(dt), atol};
+        const Tol tds{(is16(dt) ? eps_of(dt) : 0) + 10 * eps_compute(dt), atol};
+        cases.push_back({cat("attention_probs ", dtype_name(dt), " k", k, " variant", variant), in, op, {tp, tp, tds}});
+      }
+  run_op_table(cases, "attention row cases");
+}
+
+TEST_CASE("cuda op attention_core: fused rows and the op chain agree on the device") {
+  // Same device, two row implementations: the values differ only by the CUDA softmax's and the
+  // fused kernel's own roundings (both expf-based), far inside the composition tolerance above.
+  const Device dev = test_device();
+  for (DType dt : {DType::f32, DType::bf16})
+    for (Mk mk : {Mk::causal, Mk::window, Mk::padding}) {
+      const int64_t b = 2, nkv = 2, nh = 4, s = 33, hd = 16;
+      const Tensor q = make_values({b, nh, s, hd}, dt, Fill::wide, 41);
+      const Tensor k = make_values({b, nkv, s, hd}, dt, Fill::signed_unit, 42);
+      const Tensor v = make_values({b, nkv, s, hd}, dt, Fill::wide, 43);
+      const Tensor w = make_values({b, nh, s, hd}, dt, Fill::signed_unit, 44);
+      ag::AttentionOptions o = options(mk, b, s, hd, 5);
+      const Grads fused = run(true, q, k, v, w, o, dev);
+      o.fused_rows = false;
+      const Grads chain = run(true, q, k, v, w, o, dev);
+      const std::string ctx = cat(dtype_name(dt), " ", mk_name(mk), " fused vs chain on ", dev.str());
+      for (const auto& [name, a, ref] : {std::tuple{"out", fused.out, chain.out}, std::tuple{"dq", fused.dq, chain.dq},
+                                         std::tuple{"dk", fused.dk, chain.dk}, std::tuple{"dv", fused.dv, chain.dv}})
+        CHECK(close(name, a, ref, tol_of(dt), ctx));
+    }
 }
