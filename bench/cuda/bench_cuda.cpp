@@ -10,6 +10,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "autograd/attention.h"
+#include "engine/attention_rows.h"
 #include "autograd/autograd.h"
 #include "engine/fused.h"
 #include "engine/ops.h"
@@ -150,6 +152,65 @@ double bench_memcpy(size_t bytes, Row& row) {
   std::printf("BENCH memcpy %.3f ms %.0f GB/s\n", ms, row.gbps);
   std::fflush(stdout);
   return row.gbps;
+}
+
+// ---- host <-> device copies ---------------------------------------------------------------------
+// A 256 MiB block-weight-sized copy each way, three ways in the same run: a plain cudaMemcpy from
+// pageable memory (what the backend did before, the driver staging it), the backend's copy
+// (copy_ / Tensor::to, which stages large pageable copies through two pinned 32 MiB buffers,
+// kernels/cuda/cuda_staging.h), and a plain cudaMemcpy from pinned memory (the DMA ceiling).
+// Every copy is synchronous, so wall-clock time (median of repeats) is the measure. The backend's
+// copies are validated bit-exact both ways first. GB/s counts the bytes moved once.
+std::vector<Row> bench_host_copies(size_t bytes) {
+  using clock = std::chrono::steady_clock;
+  const Device dev = Device::cuda(0);
+  cudaStream_t s = static_cast<cudaStream_t>(cuda::stream_handle(0));
+  const int64_t n = static_cast<int64_t>(bytes);
+  Tensor pageable = Tensor::empty({n}, DType::u8, Device::cpu());  // ordinary (malloc'd) host memory
+  Tensor back = Tensor::empty({n}, DType::u8, Device::cpu());
+  Tensor d = Tensor::empty({n}, DType::u8, dev);
+  uint8_t* hp = static_cast<uint8_t*>(pageable.data_ptr());
+  for (size_t i = 0; i < bytes; ++i) hp[i] = static_cast<uint8_t>((i * 0x9E3779B97F4A7C15ull) >> 56);  // pages touched
+  std::memset(back.data_ptr(), 0, bytes);
+  void* pinned = cuda_pinned_alloc(bytes);
+  auto wall_ms = [&](const std::function<void()>& fn) {
+    for (int i = 0; i < g_warmup; ++i) fn();
+    std::vector<double> ms;
+    for (int i = 0; i < g_repeats; ++i) {
+      const auto t0 = clock::now();
+      fn();
+      ms.push_back(std::chrono::duration<double, std::milli>(clock::now() - t0).count());
+    }
+    std::sort(ms.begin(), ms.end());
+    return ms[ms.size() / 2];
+  };
+  auto plain = [&](void* dst, const void* src, cudaMemcpyKind kind) {
+    BENCH_CUDA(cudaMemcpyAsync(dst, src, bytes, kind, s));
+    BENCH_CUDA(cudaStreamSynchronize(s));
+  };
+  copy_(d, pageable);
+  copy_(back, d);
+  const bool valid = std::memcmp(back.data_ptr(), hp, bytes) == 0;
+  std::vector<Row> rows;
+  auto add = [&](const char* name, double ms) {
+    Row r{name, cat(bytes >> 20, " MiB")};
+    r.ms = ms;
+    r.gbps = static_cast<double>(bytes) / (ms * 1e-3) / 1e9;
+    r.valid = valid;
+    std::printf("BENCH copy %s %.3f ms %.1f GB/s%s\n", name, ms, r.gbps, valid ? "" : " INVALID");
+    std::fflush(stdout);
+    rows.push_back(r);
+  };
+  add("h2d pageable cudaMemcpy", wall_ms([&] { plain(d.data_ptr(), hp, cudaMemcpyHostToDevice); }));
+  add("h2d staged (backend)", wall_ms([&] { copy_(d, pageable); }));
+  if (pinned) add("h2d pinned cudaMemcpy", wall_ms([&] { plain(d.data_ptr(), pinned, cudaMemcpyHostToDevice); }));
+  add("d2h pageable cudaMemcpy", wall_ms([&] { plain(back.data_ptr(), d.data_ptr(), cudaMemcpyDeviceToHost); }));
+  add("d2h staged (backend)", wall_ms([&] { copy_(back, d); }));
+  if (pinned) add("d2h pinned cudaMemcpy", wall_ms([&] { plain(pinned, d.data_ptr(), cudaMemcpyDeviceToHost); }));
+  if (!pinned) std::printf("BENCH copy: pinned host memory unavailable, pinned rows skipped\n");
+  cuda_pinned_free(pinned);
+  cuda_pinned_release();
+  return rows;
 }
 
 // ---- the fused SignRound qdq (engine/qdq_fused.h) ----------------------------------------------
@@ -313,6 +374,7 @@ int main(int argc, char** argv) {
     Row mc;
     const double memcpy_gbps = bench_memcpy(copy_bytes, mc);
     rows.push_back(mc);
+    for (const Row& r : bench_host_copies(copy_bytes)) rows.push_back(r);
 
     const Device dev = Device::cuda(0);
     const int64_t tok = 16384, hid = 4096;  // [16384, 4096] bf16 = 128 MiB
@@ -349,6 +411,29 @@ int main(int argc, char** argv) {
          0x1p-6, 1e-3},
     };
     for (const BwCase& c : cases) rows.push_back(bench_bw(c, memcpy_gbps));
+    {
+      // attention_core's fused row kernels (engine/attention_rows.h) on one 8B chunk tile: the same
+      // 256 MiB of bf16 scores as [b 8, kv heads 2, rows 1024, group 4, keys 2048] with the causal
+      // f32 mask slice [1, 1024, 2048] the models pass (queries 1024..2047). Bytes: scores (and dP)
+      // read once, P (and dS) written once, the mask and D counted once.
+      const Tensor tile = att.view({8, 2, 1024, 4, 2048});
+      std::vector<double> mv(size_t{1024} * 2048);
+      for (int64_t i = 0; i < 1024; ++i)
+        for (int64_t j = 1024 + i + 1; j < 2048; ++j) mv[size_t(i * 2048 + j)] = double(ag::kAttentionMaskedScore);
+      const Tensor mask = from_vector(mv, {1, 1024, 2048}).to(dev);
+      const Tensor dp = rand_uniform({8, 2, 1024, 4, 2048}, 8, -1, 1, DType::bf16, dev);
+      const Tensor d_row = rand_uniform({8, 2, 1024, 4}, 9, -0.5, 0.5, DType::f32, dev);
+      const double mask_bytes = 1024.0 * 2048 * 4, d_bytes = 8.0 * 2 * 1024 * 4 * 4;
+      const std::vector<BwCase> rows_cases = {
+          {"attention_probs bf16 (fused rows)", "[8,2,1024,4,2048]", {tile, mask},
+           [](const std::vector<Tensor>& x) { return attention_probs(x[0], x[1], Tensor(), {}); },
+           2 * att_bytes + mask_bytes, 0x1p-6},
+          {"attention_probs_backward bf16 dS", "[8,2,1024,4,2048]", {tile, dp, d_row, mask},
+           [](const std::vector<Tensor>& x) { return attention_probs_backward(x[0], x[3], Tensor(), x[1], x[2], {}).second; },
+           4 * att_bytes + mask_bytes + d_bytes, 0x1p-6, 1e-3},
+      };
+      for (const BwCase& c : rows_cases) rows.push_back(bench_bw(c, memcpy_gbps));
+    }
     for (const Row& r : bench_qdq(memcpy_gbps)) rows.push_back(r);
     for (const Row& r : bench_attention(quick)) rows.push_back(r);
   } catch (const std::exception& e) {
