@@ -54,6 +54,8 @@ class AttentionRowsKernels {
 };
 
 AttentionRowsKernels& attention_rows_kernels_for(const Device& d);
+// Test/benchmark only (as set_backend_override): attention_rows_kernels_for returns `k` for devices of type `t`.
+void set_attention_rows_kernels_override(DeviceType t, AttentionRowsKernels* k);
 AttentionRowsKernels& cpu_attention_rows_kernels();    // kernels/cpu/attention_rows.cpp
 AttentionRowsKernels& cuda_attention_rows_kernels();   // kernels/cuda/cuda_attention_rows.cu, or its stub
 

@@ -19,7 +19,14 @@ const char* reduce_name(ReduceOp op) {
   return names[static_cast<int>(op)];
 }
 
+namespace {
+Backend* g_backend_override[2] = {nullptr, nullptr};   // by DeviceType; test/benchmark only
+}  // namespace
+
+void set_backend_override(DeviceType t, Backend* b) { g_backend_override[static_cast<int>(t)] = b; }
+
 Backend& backend_for(const Device& d) {
+  if (Backend* o = g_backend_override[static_cast<int>(d.type)]) return *o;
   if (d.is_cpu()) return cpu_backend();
   return cuda_backend();
 }

@@ -95,6 +95,10 @@ class Backend {
 Backend& backend_for(const Device& d);
 Backend& cpu_backend();   // defined in kernels/cpu
 Backend& cuda_backend();  // defined in kernels/cuda (real or stub)
+// Test/benchmark only: while set, backend_for(any device of type `t`) returns `b` instead of the
+// built-in backend (bench/quant/bench_iteration_model.cpp installs a tracer that forwards to
+// cpu_backend()). nullptr restores the default. Not synchronized: set it while no op runs.
+void set_backend_override(DeviceType t, Backend* b);
 
 // Runtime facts about the CUDA build (false/0 when built without CUDA).
 bool cuda_compiled();

@@ -55,6 +55,8 @@ class FusedKernels {
 };
 
 FusedKernels& fused_kernels_for(const Device& d);
+// Test/benchmark only (as set_backend_override): fused_kernels_for returns `k` for devices of type `t`.
+void set_fused_kernels_override(DeviceType t, FusedKernels* k);
 FusedKernels& cpu_fused_kernels();   // kernels/cpu/fused.cpp
 FusedKernels& cuda_fused_kernels();  // kernels/cuda/cuda_fused.cu, or its stub without CUDA
 

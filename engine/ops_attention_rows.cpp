@@ -5,7 +5,16 @@
 
 namespace arq {
 
+namespace {
+AttentionRowsKernels* g_rows_override[2] = {nullptr, nullptr};   // by DeviceType; test/benchmark only
+}  // namespace
+
+void set_attention_rows_kernels_override(DeviceType t, AttentionRowsKernels* k) {
+  g_rows_override[static_cast<int>(t)] = k;
+}
+
 AttentionRowsKernels& attention_rows_kernels_for(const Device& d) {
+  if (AttentionRowsKernels* o = g_rows_override[static_cast<int>(d.type)]) return *o;
   if (d.is_cpu()) return cpu_attention_rows_kernels();
   return cuda_attention_rows_kernels();
 }

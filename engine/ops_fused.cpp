@@ -5,7 +5,14 @@
 
 namespace arq {
 
+namespace {
+FusedKernels* g_fused_override[2] = {nullptr, nullptr};   // by DeviceType; test/benchmark only
+}  // namespace
+
+void set_fused_kernels_override(DeviceType t, FusedKernels* k) { g_fused_override[static_cast<int>(t)] = k; }
+
 FusedKernels& fused_kernels_for(const Device& d) {
+  if (FusedKernels* o = g_fused_override[static_cast<int>(d.type)]) return *o;
   if (d.is_cpu()) return cpu_fused_kernels();
   return cuda_fused_kernels();
 }

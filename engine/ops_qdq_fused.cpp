@@ -5,7 +5,14 @@
 
 namespace arq {
 
+namespace {
+QdqKernels* g_qdq_override[2] = {nullptr, nullptr};   // by DeviceType; test/benchmark only
+}  // namespace
+
+void set_qdq_kernels_override(DeviceType t, QdqKernels* k) { g_qdq_override[static_cast<int>(t)] = k; }
+
 QdqKernels& qdq_kernels_for(const Device& d) {
+  if (QdqKernels* o = g_qdq_override[static_cast<int>(d.type)]) return *o;
   if (d.is_cpu()) return cpu_qdq_kernels();
   return cuda_qdq_kernels();
 }

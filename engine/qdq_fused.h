@@ -96,6 +96,8 @@ class QdqKernels {
 };
 
 QdqKernels& qdq_kernels_for(const Device& d);
+// Test/benchmark only (as set_backend_override): qdq_kernels_for returns `k` for devices of type `t`.
+void set_qdq_kernels_override(DeviceType t, QdqKernels* k);
 QdqKernels& cpu_qdq_kernels();   // kernels/cpu/qdq_fused.cpp
 QdqKernels& cuda_qdq_kernels();  // kernels/cuda/cuda_qdq_fused.cu, or its stub without CUDA
 
