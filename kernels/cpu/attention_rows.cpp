@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "engine/attention_rows.h"
+#include "kernels/cpu/softmax_row.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/cpu/thread_pool.h"
 #include "kernels/cpu/vec_math.h"
@@ -19,35 +20,9 @@ namespace arq::cpu {
 
 namespace {
 
-constexpr int kLanes = 8;
-
-// kernels/cpu/reduce.cpp softmax_row_core, verbatim (same lanes, same combine order): max over the
-// row and the f64 sum of exp(x − max), writing f32(exp(x − max)) to e. Kept in step with it by the
-// bit-identity tests of tests/autograd/test_attention.cpp.
+// arq::softmax's row core (kernels/cpu/softmax_row.h): the same function, so the same bits.
 ARQ_INLINE void softmax_row_core_f32(const float* x, float* e, int64_t n, float& m_out, double& s_out) {
-  float mx[kLanes];
-  for (int l = 0; l < kLanes; ++l) mx[l] = -std::numeric_limits<float>::infinity();
-  const int64_t nb = n / kLanes * kLanes;
-  for (int64_t j = 0; j < nb; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) mx[l] = x[j + l] > mx[l] ? x[j + l] : mx[l];
-  for (int64_t j = nb; j < n; ++j) mx[j - nb] = x[j] > mx[j - nb] ? x[j] : mx[j - nb];
-  float m = mx[0];
-  for (int l = 1; l < kLanes; ++l) m = mx[l] > m ? mx[l] : m;
-  if (m == -std::numeric_limits<float>::infinity()) m = 0;  // all -inf: avoid inf - inf
-  double acc[kLanes] = {};
-  for (int64_t j = 0; j < nb; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) {
-      const double ev = exp_f64_of_f32(x[j + l] - m);
-      e[j + l] = static_cast<float>(ev);
-      acc[l] += ev;
-    }
-  for (int64_t j = nb; j < n; ++j) {
-    const double ev = exp_f64_of_f32(x[j] - m);
-    e[j] = static_cast<float>(ev);
-    acc[j - nb] += ev;
-  }
-  m_out = m;
-  s_out = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  softmax_row_core(x, e, n, m_out, s_out);
 }
 
 // Row → (batch, kv head, query row, group head) of a [b, h, r, g, k] tile.
