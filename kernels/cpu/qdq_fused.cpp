@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "engine/qdq_fused.h"
+#include "kernels/cpu/qdq_consts.h"
 #include "kernels/cpu/qdq_math.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/cpu/thread_pool.h"
@@ -18,17 +19,6 @@
 namespace arq::cpu {
 
 namespace {
-
-qdq::Consts consts_of(const QdqSpec& s) {
-  qdq::Consts k{};
-  k.kind = s.kind == QdqKind::int_sym ? qdq::kSym : (s.kind == QdqKind::int_asym ? qdq::kAsym : qdq::kGptq);
-  k.sdt = s.scale_dtype == DType::f16 ? qdq::kSdtF16 : (s.scale_dtype == DType::bf16 ? qdq::kSdtBF16 : qdq::kSdtF32);
-  k.thr = static_cast<float>(s.scale_thresh);
-  const int64_t half = int64_t{1} << (s.bits - 1);
-  k.qmax = static_cast<float>(s.kind == QdqKind::int_sym ? half : (int64_t{1} << s.bits) - 1);
-  k.zp_sym = static_cast<float>(half);
-  return k;
-}
 
 // Row r covers output elements [base, base + n) of the flattened [out, in] weight.
 struct RowSpan {
@@ -87,7 +77,7 @@ void forward_typed(const QdqInputs& x, const QdqSpec& s, T* out, float* scales, 
   const float* v = ptr_or_null(x.v);
   const float* a = ptr_or_null(x.alpha);
   const float* b = ptr_or_null(x.beta);
-  const qdq::Consts k = consts_of(s);
+  const qdq::Consts k = qdq_consts_of(s);
   with_kind(k.kind, [&](auto kind) {
     constexpr int kKind = decltype(kind)::value;
     parallel_for(s.n_rows(), row_grain(s), [&](int64_t r0, int64_t r1) {
@@ -143,7 +133,7 @@ void backward_rows(const QdqInputs& x, const QdqSpec& s, const Tensor& g, QdqGra
   float* da = out.dalpha.defined() ? out.dalpha.data<float>() : nullptr;
   float* db = out.dbeta.defined() ? out.dbeta.data<float>() : nullptr;
   const bool sums = da || db;
-  const qdq::Consts k = consts_of(s);
+  const qdq::Consts k = qdq_consts_of(s);
   with_kind(k.kind, [&](auto kind) {
     constexpr int kKind = decltype(kind)::value;
     constexpr bool kAsymSums = kKind == qdq::kAsym;

@@ -10,23 +10,13 @@
 //                  element, the four f64 sums reduced across the row, then dα, dβ;
 //   dequantize:    one thread per element of [out, in].
 #include "engine/qdq_fused.h"
+#include "kernels/cpu/qdq_consts.h"
 #include "kernels/cpu/qdq_math.h"
 #include "kernels/cuda/cuda_device.cuh"
 
 namespace arq::cuda {
 
 namespace {
-
-qdq::Consts consts_of(const QdqSpec& s) {
-  qdq::Consts k{};
-  k.kind = s.kind == QdqKind::int_sym ? qdq::kSym : (s.kind == QdqKind::int_asym ? qdq::kAsym : qdq::kGptq);
-  k.sdt = s.scale_dtype == DType::f16 ? qdq::kSdtF16 : (s.scale_dtype == DType::bf16 ? qdq::kSdtBF16 : qdq::kSdtF32);
-  k.thr = static_cast<float>(s.scale_thresh);
-  const int64_t half = int64_t{1} << (s.bits - 1);
-  k.qmax = static_cast<float>(s.kind == QdqKind::int_sym ? half : (int64_t{1} << s.bits) - 1);
-  k.zp_sym = static_cast<float>(half);
-  return k;
-}
 
 // The layout as the kernels read it.
 struct Layout {
@@ -147,7 +137,7 @@ float* out_ptr(const Tensor& t) { return t.defined() ? static_cast<float*>(t.dat
 class CudaQdq final : public QdqKernels {
  public:
   void forward(const QdqInputs& x, const QdqSpec& s, Tensor& w_hat, QdqCodes& codes) override {
-    const qdq::Consts k = consts_of(s);
+    const qdq::Consts k = qdq_consts_of(s);
     const Layout L = layout_of(s);
     const Params p = params_of(x);
     cudaStream_t st = stream_for(x.wg.device());
@@ -178,7 +168,7 @@ class CudaQdq final : public QdqKernels {
   }
 
   void backward(const QdqInputs& x, const QdqSpec& s, const Tensor& g, QdqGrads& grads) override {
-    const qdq::Consts k = consts_of(s);
+    const qdq::Consts k = qdq_consts_of(s);
     const Layout L = layout_of(s);
     const Params p = params_of(x);
     cudaStream_t st = stream_for(x.wg.device());

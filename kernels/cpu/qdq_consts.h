@@ -1,0 +1,23 @@
+// The fused qdq's per-call constants from its spec (engine/qdq_fused.h), host code shared by the
+// CPU kernel (kernels/cpu/qdq_fused.cpp) and the CUDA one (kernels/cuda/cuda_qdq_fused.cu).
+#pragma once
+
+#include <cstdint>
+
+#include "engine/qdq_fused.h"
+#include "kernels/cpu/qdq_math.h"
+
+namespace arq {
+
+inline qdq::Consts qdq_consts_of(const QdqSpec& s) {
+  qdq::Consts k{};
+  k.kind = s.kind == QdqKind::int_sym ? qdq::kSym : (s.kind == QdqKind::int_asym ? qdq::kAsym : qdq::kGptq);
+  k.sdt = s.scale_dtype == DType::f16 ? qdq::kSdtF16 : (s.scale_dtype == DType::bf16 ? qdq::kSdtBF16 : qdq::kSdtF32);
+  k.thr = static_cast<float>(s.scale_thresh);
+  const int64_t half = int64_t{1} << (s.bits - 1);
+  k.qmax = static_cast<float>(s.kind == QdqKind::int_sym ? half : (int64_t{1} << s.bits) - 1);
+  k.zp_sym = static_cast<float>(half);
+  return k;
+}
+
+}  // namespace arq
