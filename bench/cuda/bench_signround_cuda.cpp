@@ -24,6 +24,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/llama_8b_spec.h"
 #include "engine/ops.h"
 #include "kernels/cuda/cuda_api.h"
 #include "models/random_model.h"
@@ -39,24 +40,7 @@ double since(Clock::time_point t) { return std::chrono::duration<double>(Clock::
 
 constexpr int64_t kBatch = 8;
 
-models::DecoderSpec spec_8b() {
-  models::DecoderSpec s;
-  s.model_type = "llama";
-  s.vocab_size = 256;  // the embedding is not part of the block
-  s.hidden_size = 4096;
-  s.intermediate_size = 14336;
-  s.num_hidden_layers = 1;
-  s.num_attention_heads = 32;
-  s.num_key_value_heads = 8;
-  s.head_dim = 128;
-  s.rms_norm_eps = 1e-5;
-  s.rope.theta = 500000;
-  s.rope.dim = 128;
-  s.rope.max_position_embeddings = 8192;
-  s.sliding_window.assign(1, 0);
-  s.validate();
-  return s;
-}
+models::DecoderSpec spec_8b() { return bench::llama_8b_block_spec(); }
 
 // FLOPs of one iteration: linears 2·T·P forward and 4·T·P backward (dX and dW); attention: the
 // useful causal half of Q·Kᵀ and P·V forward (4·b·nh·s²·hd / 2) and of the backward's four GEMMs

@@ -38,6 +38,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/llama_8b_spec.h"
 #include "autograd/attention.h"
 #include "engine/attention_rows.h"
 #include "engine/backend.h"
@@ -290,24 +291,7 @@ class TracingRows final : public AttentionRowsKernels {
 
 // ---- the model ---------------------------------------------------------------------------------
 
-models::DecoderSpec spec_8b() {  // as bench/cuda/bench_signround_cuda.cpp
-  models::DecoderSpec s;
-  s.model_type = "llama";
-  s.vocab_size = 256;
-  s.hidden_size = 4096;
-  s.intermediate_size = 14336;
-  s.num_hidden_layers = 1;
-  s.num_attention_heads = 32;
-  s.num_key_value_heads = 8;
-  s.head_dim = 128;
-  s.rms_norm_eps = 1e-5;
-  s.rope.theta = 500000;
-  s.rope.dim = 128;
-  s.rope.max_position_embeddings = 8192;
-  s.sliding_window.assign(1, 0);
-  s.validate();
-  return s;
-}
+models::DecoderSpec spec_8b() { return bench::llama_8b_block_spec(); }
 
 struct RunResult {
   int64_t batch = 1, seq = 0;
