@@ -218,13 +218,19 @@ void row_codes(QDataType t, int bits, const RowQuant& rq, const float* x, const 
   }
 }
 
-QuantizedLinear make_frozen(const Tensor& w, const QuantScheme& s, const GroupLayout& g) {
+// The frozen layer's description (no tensors yet).
+QuantizedLinear frozen_header(const Tensor& w, const QuantScheme& s, const GroupLayout& g) {
   QuantizedLinear q;
   q.layout = g;
   q.bits = s.bits;
   q.data_type = s.qtype();
   q.sym = q.data_type != QDataType::int_asym;
   q.weight_dtype = w.dtype();
+  return q;
+}
+
+QuantizedLinear make_frozen(const Tensor& w, const QuantScheme& s, const GroupLayout& g) {
+  QuantizedLinear q = frozen_header(w, s, g);
   q.codes = Tensor::empty({g.out, g.in}, DType::u8);
   q.scales = Tensor::empty(g.param_shape(), DType::f32);
   q.zeros = Tensor::empty(g.param_shape(), DType::i32);
@@ -299,12 +305,7 @@ QuantizedLinear quantize_fused(const Tensor& w, const QuantScheme& s, const Tens
                                       .alpha = a.defined() ? a.reshape(col) : a,
                                       .beta = b.defined() ? b.reshape(col) : b},
                                      qdq_spec(s, g));
-  QuantizedLinear q;
-  q.layout = g;
-  q.bits = s.bits;
-  q.data_type = s.qtype();
-  q.sym = q.data_type != QDataType::int_asym;
-  q.weight_dtype = w.dtype();
+  QuantizedLinear q = frozen_header(w, s, g);
   q.codes = c.codes.to(Device::cpu());
   q.scales = c.scales.to(s.scale_dtype).to(Device::cpu()).reshape(g.param_shape());  // exact in the scale dtype
   q.zeros = c.zeros.to(Device::cpu()).reshape(g.param_shape());
