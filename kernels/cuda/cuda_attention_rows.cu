@@ -18,34 +18,6 @@ namespace arq::cuda {
 
 namespace {
 
-__device__ __forceinline__ float r_exp(float v) { return expf(v); }
-__device__ __forceinline__ double r_exp(double v) { return exp(v); }
-
-// Reduction over the TPR threads of one row: a warp, or TPR / 32 consecutive warps of the block
-// combined through shared memory in a fixed order (deterministic). Every thread of the block
-// must call it (rows past the end take part with neutral values).
-template <int TPR, class C, class Op>
-__device__ C rows_reduce(C v, Op op) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if constexpr (TPR > 32) {
-    constexpr int W = TPR / 32;
-    __shared__ C scratch[32];
-    const int warp = threadIdx.x >> 5, first = warp / W * W;
-    __syncthreads();  // scratch may still be read by an earlier reduction
-    if ((threadIdx.x & 31) == 0) scratch[warp] = v;
-    __syncthreads();
-    v = scratch[first];
-    for (int w = 1; w < W; ++w) v = op(v, scratch[first + w]);
-  }
-  return v;
-}
-struct RowSum {
-  template <class C> __device__ C operator()(C a, C b) const { return a + b; }
-};
-struct RowMax {  // NaN-ignoring, like the CPU's `x > m ? x : m`
-  template <class C> __device__ C operator()(C a, C b) const { return b > a ? b : a; }
-};
-
 template <class T>
 struct RowsArgs {
   using C = acc_of<T>;
@@ -107,11 +79,11 @@ __global__ void __launch_bounds__(TPR > kThreads ? TPR : kThreads) attention_row
   };
   C m = -INFINITY;
   each([&](int64_t, C x) { m = x > m ? x : m; });
-  m = rows_reduce<TPR>(m, RowMax{});
+  m = row_reduce<TPR>(m, MaxOp{});
   if (m == -INFINITY) m = 0;  // all -inf: avoid inf - inf
   double sum = 0;
-  each([&](int64_t, C x) { sum += r_exp(static_cast<double>(sub_rn(x, m))); });
-  sum = rows_reduce<TPR>(sum, RowSum{});
+  each([&](int64_t, C x) { sum += acc_exp(static_cast<double>(sub_rn(x, m))); });
+  sum = row_reduce<TPR>(sum, SumOp{});
   if (!live) return;
   const C inv = static_cast<C>(__ddiv_rn(1.0, sum));
   const bool is_dead = a.dead && a.dead[bi * a.dsb + qi * a.dsr] != 0;
@@ -121,12 +93,12 @@ __global__ void __launch_bounds__(TPR > kThreads ? TPR : kThreads) attention_row
     T* ds = a.ds + row * a.n;
     const C d = a.d_row[row];
     each([&](int64_t j, C x) {
-      const C pj = is_dead ? C(0) : mul_rn(r_exp(sub_rn(x, m)), inv);
+      const C pj = is_dead ? C(0) : mul_rn(acc_exp(sub_rn(x, m)), inv);
       p[j] = store<T>(pj);
       ds[j] = store<T>(mul_rn(pj, sub_rn(load(dp[j]), d)));
     });
   } else {
-    each([&](int64_t j, C x) { p[j] = store<T>(is_dead ? C(0) : mul_rn(r_exp(sub_rn(x, m)), inv)); });
+    each([&](int64_t j, C x) { p[j] = store<T>(is_dead ? C(0) : mul_rn(acc_exp(sub_rn(x, m)), inv)); });
   }
 }
 

@@ -151,4 +151,34 @@ template <class C> __device__ C block_max(C v, C* scratch, C lowest) {
   return warp_max(v);
 }
 
+// exp in the accumulation type (expf for f32: ≤ 2 ulp; exp for f64), as the row softmaxes use it.
+__device__ __forceinline__ float acc_exp(float v) { return expf(v); }
+__device__ __forceinline__ double acc_exp(double v) { return exp(v); }
+
+// Reduction over the TPR threads of one row: a warp (TPR = 32), or TPR / 32 consecutive warps of
+// the block combined through shared memory in a fixed order (deterministic). Every thread of the
+// block must call it (rows past the end take part with neutral values). Used by the row softmax /
+// RMSNorm (cuda_softmax_norm.cu) and the fused attention rows (cuda_attention_rows.cu).
+template <int TPR, class C, class Op>
+__device__ C row_reduce(C v, Op op) {
+  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
+  if constexpr (TPR > 32) {
+    constexpr int W = TPR / 32;
+    __shared__ C scratch[32];
+    const int warp = threadIdx.x >> 5, first = warp / W * W;
+    __syncthreads();  // scratch may still be read by an earlier reduction
+    if ((threadIdx.x & 31) == 0) scratch[warp] = v;
+    __syncthreads();
+    v = scratch[first];
+    for (int w = 1; w < W; ++w) v = op(v, scratch[first + w]);
+  }
+  return v;
+}
+struct SumOp {
+  template <class C> __device__ C operator()(C a, C b) const { return a + b; }
+};
+struct MaxOp {  // NaN-ignoring, like the CPU's `x > m ? x : m`
+  template <class C> __device__ C operator()(C a, C b) const { return b > a ? b : a; }
+};
+
 }  // namespace arq::cuda

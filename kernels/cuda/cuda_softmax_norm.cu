@@ -13,33 +13,6 @@ namespace arq::cuda {
 
 namespace {
 
-__device__ __forceinline__ float s_exp(float v) { return expf(v); }
-__device__ __forceinline__ double s_exp(double v) { return exp(v); }
-
-// Reduction over the TPR threads of one row: a warp (TPR = 32), or TPR / 32 consecutive warps of
-// the block combined through shared memory in a fixed order (deterministic).
-template <int TPR, class C, class Op>
-__device__ C row_reduce(C v, Op op) {
-  for (int o = 16; o > 0; o >>= 1) v = op(v, __shfl_xor_sync(0xffffffffu, v, o));
-  if constexpr (TPR > 32) {
-    constexpr int W = TPR / 32;
-    __shared__ C scratch[32];
-    const int warp = threadIdx.x >> 5, first = warp / W * W;
-    __syncthreads();  // scratch may still be read by an earlier reduction
-    if ((threadIdx.x & 31) == 0) scratch[warp] = v;
-    __syncthreads();
-    v = scratch[first];
-    for (int w = 1; w < W; ++w) v = op(v, scratch[first + w]);
-  }
-  return v;
-}
-struct SumOp {
-  template <class C> __device__ C operator()(C a, C b) const { return a + b; }
-};
-struct MaxOp {  // NaN-ignoring, like the CPU's `buf[j] > m ? buf[j] : m`
-  template <class C> __device__ C operator()(C a, C b) const { return b > a ? b : a; }
-};
-
 // The elements of one row that thread t (of TPR) owns, held in registers when the row fits
 // (n ≤ TPR·VPT). A contiguous, 16-byte-aligned row is read and written in 16-byte vectors: thread
 // t owns chunks t, t + TPR, ... of VW elements; otherwise elements t, t + TPR, ...
@@ -131,7 +104,7 @@ __global__ void softmax_kernel(const T* x, T* out, Descs<2> L, int64_t rows, int
   m = row_reduce<TPR>(m, MaxOp{});
   if (m == -INFINITY) m = 0;  // all -inf: avoid inf - inf
   double s = 0;
-  rc.each([&](int64_t, C v) { s += s_exp(static_cast<double>(v - m)); });
+  rc.each([&](int64_t, C v) { s += acc_exp(static_cast<double>(v - m)); });
   s = row_reduce<TPR>(s, SumOp{});
   if (!live) return;
   T* o = out + off[0];
@@ -140,7 +113,7 @@ __global__ void softmax_kernel(const T* x, T* out, Descs<2> L, int64_t rows, int
     rc.write(o, [&](int64_t, C v) { return store<T>(C(C(v - m) - ls)); });
   } else {
     const C inv = static_cast<C>(__ddiv_rn(1.0, s));
-    rc.write(o, [&](int64_t, C v) { return store<T>(mul_rn(s_exp(C(v - m)), inv)); });
+    rc.write(o, [&](int64_t, C v) { return store<T>(mul_rn(acc_exp(C(v - m)), inv)); });
   }
 }
 
