@@ -29,10 +29,6 @@ double max_abs(const Tensor& t) {
   return m;
 }
 
-const char* type_name(QDataType t) {
-  return t == QDataType::int_sym ? "int_sym" : (t == QDataType::int_asym ? "int_asym" : "int_sym_gptq");
-}
-
 struct Case {
   QDataType type;
   int bits;
@@ -40,7 +36,7 @@ struct Case {
   int64_t out, in;
   DType weight_dtype, scale_dtype;
   std::string str() const {
-    return cat(type_name(type), " W", bits, "G", group_size, " [", out, ", ", in, "] w ", dtype_name(weight_dtype),
+    return cat(qdata_type_name(type), " W", bits, "G", group_size, " [", out, ", ", in, "] w ", dtype_name(weight_dtype),
                " scale ", dtype_name(scale_dtype));
   }
 };
@@ -62,7 +58,7 @@ void check(const Mismatch& m, const std::string& what) { CHECK_MESSAGE(m.ok, wha
 
 void run_case(const Case& c, uint64_t seed) {
   const Device dev = device_under_test();
-  const QuantScheme s{.bits = c.bits, .group_size = c.group_size, .data_type = type_name(c.type), .scale_dtype = c.scale_dtype};
+  const QuantScheme s{.bits = c.bits, .group_size = c.group_size, .data_type = qdata_type_name(c.type), .scale_dtype = c.scale_dtype};
   const GroupLayout g = make_group_layout(c.out, c.in, c.group_size);
   const QdqSpec spec = qdq_spec(s, g);
   const Tensor w = rand_normal({c.out, c.in}, seed, 0, 0.05).to(c.weight_dtype);
@@ -126,7 +122,7 @@ TEST_CASE("cuda op qdq fused: the SignRound path on the device (autograd op vs c
   for (QDataType type : {QDataType::int_sym, QDataType::int_asym, QDataType::int_sym_gptq}) {
     const Case c{type, 4, 32, 64, 200, DType::bf16, DType::f16};
     INFO(c.str());
-    const QuantScheme s{.bits = 4, .group_size = 32, .data_type = type_name(type)};
+    const QuantScheme s{.bits = 4, .group_size = 32, .data_type = qdata_type_name(type)};
     const GroupLayout g = make_group_layout(c.out, c.in, 32);
     const Tensor w = rand_normal({c.out, c.in}, 31, 0, 0.05).to(DType::bf16).to(dev);
     const Tensor wg = to_groups(w, g, dev);

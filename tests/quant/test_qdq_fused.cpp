@@ -37,10 +37,6 @@ int64_t count_value_diff(const Tensor& a, const Tensor& b) {
   return n;
 }
 
-const char* type_name(QDataType t) {
-  return t == QDataType::int_sym ? "int_sym" : (t == QDataType::int_asym ? "int_asym" : "int_sym_gptq");
-}
-
 struct Case {
   QDataType type;
   int bits;
@@ -50,7 +46,7 @@ struct Case {
   bool minmax, with_v;
 
   std::string str() const {
-    return cat(type_name(type), " W", bits, "G", group_size, " [", out, ", ", in, "] w ", dtype_name(weight_dtype),
+    return cat(qdata_type_name(type), " W", bits, "G", group_size, " [", out, ", ", in, "] w ", dtype_name(weight_dtype),
                " scale ", dtype_name(scale_dtype), minmax ? " minmax" : "", with_v ? " V" : " no-V");
   }
 };
@@ -102,7 +98,7 @@ struct Tally {
 
 void run_case(const Case& c, uint64_t seed, Tally& t) {
   ++t.cases;
-  QuantScheme s{.bits = c.bits, .group_size = c.group_size, .data_type = type_name(c.type), .scale_dtype = c.scale_dtype};
+  QuantScheme s{.bits = c.bits, .group_size = c.group_size, .data_type = qdata_type_name(c.type), .scale_dtype = c.scale_dtype};
   const GroupLayout g = make_group_layout(c.out, c.in, c.group_size);
   const Tensor w = make_weight(c, seed);
   const Tensor wg = to_groups(w, g);
