@@ -40,27 +40,6 @@ namespace {
 
 Device test_device() { return on_cpu_selfcheck() ? Device::cpu() : Device::cuda(0); }
 
-// One block of `lm` as a SignRound block function, with its BlockInputs per batch size.
-struct BlockRunner {
-  const models::CausalLM& lm;
-  models::BlockWeights bw;
-  int64_t seq;
-  std::map<int64_t, models::BlockInputs> inputs;
-  BlockRunner(const models::CausalLM& m, int64_t block, int64_t s) : lm(m), bw(m.load_block(block)), seq(s) {}
-  BlockFn fn() {
-    return [this](const ag::Var& x, const WeightMap& w) {
-      auto it = inputs.find(x.size(0));
-      if (it == inputs.end()) it = inputs.emplace(x.size(0), lm.block_inputs({.batch = x.size(0), .seq = seq})).first;
-      return lm.block_forward(bw, x, it->second, w);
-    };
-  }
-  std::vector<TunableLinear> linears(const QuantScheme& s) const {
-    std::vector<TunableLinear> out;
-    for (const models::LinearInfo& li : lm.block_linears(bw.layer)) out.push_back({li.name, bw.at(li.weight_name()), s});
-    return out;
-  }
-};
-
 struct Run {
   TuneResult r;
   std::vector<double> losses;  // per iteration

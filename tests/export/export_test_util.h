@@ -13,29 +13,13 @@
 #include <vector>
 
 #include "tests/shared_assets.h"
+#include "tests/temp_dir.h"
 
 namespace arq::test {
 
-// A fresh folder under the system temp dir, removed (with its contents) on destruction.
-class ExportTempDir {
- public:
-  ExportTempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("arq_export_" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~ExportTempDir() {
-    std::error_code ec;
-    std::filesystem::permissions(path_, std::filesystem::perms::owner_all, std::filesystem::perm_options::add, ec);
-    std::filesystem::remove_all(path_, ec);
-  }
-  ExportTempDir(const ExportTempDir&) = delete;
-  ExportTempDir& operator=(const ExportTempDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
+// The shared temp folder (tests/temp_dir.h) under the name the export tests use.
+struct ExportTempDir : TempDir {
+  ExportTempDir() : TempDir("export") {}
 };
 
 inline std::vector<uint8_t> read_file_bytes(const std::string& path) {

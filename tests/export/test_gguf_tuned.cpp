@@ -27,6 +27,7 @@
 #include "quant/export_gguf.h"
 #include "quant/pipeline.h"
 #include "quant/qdq.h"
+#include "tests/temp_dir.h"
 
 using namespace arq;
 using namespace arq::quant;
@@ -135,18 +136,6 @@ TEST_CASE("gguf tuned: ggml_pack_row refuses levels out of range and d that fp16
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static std::atomic<int> n{0};
-    path = fs::temp_directory_path() / cat("arq-gguf-tuned-", getpid(), "-", n++);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string operator/(const std::string& s) const { return (path / s).string(); }
-};
-
 // 256-wide rows: attention [256, 256] / [128, 256], MLP [512, 256] and [256, 512] all take the
 // k-quants of the preset (q4_K, q6_K, q3_K, q5_K, q2_K) rather than the q5_0/q8_0 fallbacks.
 models::DecoderSpec spec256() {
@@ -174,7 +163,7 @@ double rel_diff(const Tensor& a, const Tensor& b) {
 TEST_CASE("gguf tuned: pipeline (iters > 0) → export → load gives the quantizer's model") {
   const models::DecoderSpec spec = spec256();
   const auto fp = models::random_weights(spec, {.seed = 23});
-  TempDir tmp;
+  arq::test::TempDir tmp("gguf_tuned");
   const std::string src_folder = tmp / "src";
   models::save_pretrained(models::CausalLM(spec, fp), src_folder);
   const models::CausalLM lm(spec, fp, {.dtype = DType::f32});

@@ -1,11 +1,17 @@
 // Small fixtures shared by the quantizer tests (tests/quant, tests/cuda): a tiny Llama whose
-// linears are all quantizable at group size 32, random calibration ids and a loss mask.
+// linears are all quantizable at group size 32, random calibration ids, a loss mask, and one block
+// of a model as a SignRound block function (BlockRunner).
 #pragma once
 
 #include <cstdint>
 
+#include <map>
+#include <vector>
+
 #include "engine/ops.h"
+#include "models/causal_lm.h"
 #include "models/family.h"
+#include "quant/signround.h"
 
 namespace arq::quant_test {
 
@@ -31,5 +37,26 @@ inline Tensor last_masked(int64_t n, int64_t seq) {
   fill_(last, 0.0);
   return m;
 }
+
+// One block of `lm` as a SignRound block function, with its BlockInputs per batch size.
+struct BlockRunner {
+  const models::CausalLM& lm;
+  models::BlockWeights bw;
+  int64_t seq;
+  std::map<int64_t, models::BlockInputs> inputs;
+  BlockRunner(const models::CausalLM& m, int64_t block, int64_t s) : lm(m), bw(m.load_block(block)), seq(s) {}
+  quant::BlockFn fn() {
+    return [this](const ag::Var& x, const quant::WeightMap& w) {
+      auto it = inputs.find(x.size(0));
+      if (it == inputs.end()) it = inputs.emplace(x.size(0), lm.block_inputs({.batch = x.size(0), .seq = seq})).first;
+      return lm.block_forward(bw, x, it->second, w);
+    };
+  }
+  std::vector<quant::TunableLinear> linears(const quant::QuantScheme& s) const {
+    std::vector<quant::TunableLinear> out;
+    for (const models::LinearInfo& li : lm.block_linears(bw.layer)) out.push_back({li.name, bw.at(li.weight_name()), s});
+    return out;
+  }
+};
 
 }  // namespace arq::quant_test

@@ -19,6 +19,7 @@
 #include "quant/frozen_store.h"
 #include "quant/pipeline.h"
 #include "quant/qdq.h"
+#include "tests/temp_dir.h"
 
 using namespace arq;
 using namespace arq::quant;
@@ -26,20 +27,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("arq_frozen_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& n) const { return (path / n).string(); }
-};
+using arq::test::TempDir;
 
 std::string slurp(const fs::path& p) {
   std::ifstream f(p, std::ios::binary);
@@ -246,7 +234,7 @@ TEST_CASE("quantize job: spilled frozen layers give byte-identical outputs in ev
     TempDir spilled("spilled"), in_memory("memory");
     QuantizeJobResult r[2];
     for (int i = 0; i < 2; ++i) {
-      QuantizeJob job = tiny_job(m, i == 0 ? spilled.path.string() : in_memory.path.string(), c.format);
+      QuantizeJob job = tiny_job(m, i == 0 ? spilled.str() : in_memory.str(), c.format);
       job.pipeline.scheme = c.scheme;
       job.pipeline.iters = c.iters;
       job.pipeline.quant_lm_head = c.lm_head;
@@ -268,7 +256,7 @@ TEST_CASE("quantize job: spilled frozen layers give byte-identical outputs in ev
       CHECK(r[0].q_ppl == r[1].q_ppl);   // the same files read back
       CHECK(r[0].fp_ppl == r[1].fp_ppl);
     }
-    const auto a = folder_bytes(spilled.path), b = folder_bytes(in_memory.path);
+    const auto a = folder_bytes(spilled.path()), b = folder_bytes(in_memory.path());
     REQUIRE(a.size() == b.size());
     CHECK(a.size() >= 2);
     for (const auto& [rel, bytes] : a) {
@@ -277,7 +265,7 @@ TEST_CASE("quantize job: spilled frozen layers give byte-identical outputs in ev
       REQUIRE(it != b.end());
       CHECK(bytes == it->second);
     }
-    CHECK(spill_leftovers(spilled.path).empty());
+    CHECK(spill_leftovers(spilled.path()).empty());
   }
 }
 
@@ -286,19 +274,19 @@ TEST_CASE("quantize job: the spill folder is removed when the export fails") {
   TempDir out("fail");
   // A 3-bit layer in an AWQ export passes the scheme check before tuning (4 bits) and fails on
   // the real layers at export time, after every block was spilled.
-  QuantizeJob job = tiny_job(m, out.path.string(), "auto_awq");
+  QuantizeJob job = tiny_job(m, out.str(), "auto_awq");
   job.pipeline.layer_config = LayerConfig::parse("{\"model.layers.1.mlp.up_proj\":{\"bits\":3}}");
   bool spilled_any = false;
-  job.pipeline.log = [&](const std::string&) { spilled_any = spilled_any || !spill_leftovers(out.path).empty(); };
+  job.pipeline.log = [&](const std::string&) { spilled_any = spilled_any || !spill_leftovers(out.path()).empty(); };
   CHECK_THROWS_AS(run_quantize_job(job), UsageError);
   CHECK(spilled_any);   // the folder existed while blocks were quantized ...
-  CHECK(spill_leftovers(out.path).empty());   // ... and is gone after the failure
-  for (const auto& e : fs::directory_iterator(out.path)) FAIL("left behind: " << e.path());
+  CHECK(spill_leftovers(out.path()).empty());   // ... and is gone after the failure
+  for (const auto& e : fs::directory_iterator(out.path())) FAIL("left behind: " << e.path());
 
   // An output location that cannot be written (a file where a folder should be): a clear
   // IoError before any block is tuned, nothing left beside it.
   io::write_text_file_atomic(out / "blocker", "x");
   QuantizeJob bad = tiny_job(m, out / "blocker/sub", "auto_round");
   CHECK_THROWS_AS(run_quantize_job(bad), IoError);
-  for (const auto& e : fs::directory_iterator(out.path)) CHECK(e.path().filename() == "blocker");
+  for (const auto& e : fs::directory_iterator(out.path())) CHECK(e.path().filename() == "blocker");
 }

@@ -15,55 +15,16 @@
 #include "quant/pipeline.h"
 #include "quant/signround.h"
 #include "tests/quant/quant_test_util.h"
+#include "tests/temp_dir.h"
 
 using namespace arq;
 using namespace arq::quant;
 using namespace arq::quant_test;
 
-namespace {
-
-namespace fs = std::filesystem;
-
-// Block 0 of `lm` as a block function, BlockInputs per batch size.
-struct Block0 {
-  const models::CausalLM& lm;
-  models::BlockWeights bw;
-  int64_t seq;
-  std::map<int64_t, models::BlockInputs> inputs;
-  Block0(const models::CausalLM& m, int64_t s) : lm(m), bw(m.load_block(0)), seq(s) {}
-  BlockFn fn() {
-    return [this](const ag::Var& x, const WeightMap& w) {
-      auto it = inputs.find(x.size(0));
-      if (it == inputs.end()) it = inputs.emplace(x.size(0), lm.block_inputs({.batch = x.size(0), .seq = seq})).first;
-      return lm.block_forward(bw, x, it->second, w);
-    };
-  }
-  std::vector<TunableLinear> linears(const QuantScheme& s) const {
-    std::vector<TunableLinear> out;
-    for (const models::LinearInfo& li : lm.block_linears(0)) out.push_back({li.name, bw.at(li.weight_name()), s});
-    return out;
-  }
-};
-
-struct TempFolder {
-  fs::path path;
-  explicit TempFolder(const std::string& tag) {
-    static std::atomic<int> counter{0};
-    path = fs::temp_directory_path() / ("arq_dev_" + tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-    fs::remove_all(path);
-  }
-  ~TempFolder() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-}  // namespace
-
 TEST_CASE("tune_block with the tuner device set explicitly equals the default (inputs' device)") {
   const models::CausalLM lm = models::random_causal_lm(spec_all_quantizable(), {.seed = 21, .stddev = 0.1});
   const int64_t n = 6, seq = 10;
-  Block0 b(lm, seq);
+  BlockRunner b(lm, 0, seq);
   const Tensor x = rand_normal({n, seq, lm.spec().hidden_size}, 8, 0, 1);
   const Tensor y = run_block(b.fn(), x, {}, 4, DType::f32, DType::f32);
   const QuantScheme s{.bits = 3, .group_size = 32, .sym = false};
@@ -151,12 +112,12 @@ TEST_CASE("pipeline: low_gpu_mem_usage on the CPU is accepted and changes nothin
 }
 
 TEST_CASE("job_compute_dtype: --model_dtype, else AutoRound's autocast on CUDA (bf16 for f32), else as stored") {
-  TempFolder f32("f32"), bf16("bf16");
+  arq::test::TempDir f32("dev_f32"), bf16("dev_bf16");
   const models::CausalLM lm = models::random_causal_lm(spec_all_quantizable(), {.seed = 1, .stddev = 0.1});
-  models::save_pretrained(lm, f32.path.string(), {.dtype = DType::f32});
-  models::save_pretrained(lm, bf16.path.string(), {.dtype = DType::bf16});
+  models::save_pretrained(lm, f32.str(), {.dtype = DType::f32});
+  models::save_pretrained(lm, bf16.str(), {.dtype = DType::bf16});
   QuantizeJob job;
-  job.model = f32.path.string();
+  job.model = f32.str();
   CHECK(job_compute_dtype(job) == DType::f32);   // CPU: as stored
   job.device = Device::cuda(0);                  // reads metadata only: no GPU needed
   CHECK(job_compute_dtype(job) == DType::bf16);  // autocast
@@ -166,17 +127,17 @@ TEST_CASE("job_compute_dtype: --model_dtype, else AutoRound's autocast on CUDA (
   job.device = Device::cpu();
   CHECK(job_compute_dtype(job) == DType::f16);
   job.model_dtype.reset();
-  job.model = bf16.path.string();
+  job.model = bf16.str();
   CHECK(job_compute_dtype(job) == DType::bf16);
   job.device = Device::cuda(0);
   CHECK(job_compute_dtype(job) == DType::bf16);  // a 16-bit model runs as stored
 }
 
 TEST_CASE("validate_job: --device cuda without CUDA or without that device is one clear error") {
-  TempFolder m("model");
-  models::save_pretrained(models::random_causal_lm(spec_all_quantizable(), {.seed = 1}), m.path.string());
+  arq::test::TempDir m("dev_model");
+  models::save_pretrained(models::random_causal_lm(spec_all_quantizable(), {.seed = 1}), m.str());
   QuantizeJob job;
-  job.model = m.path.string();
+  job.model = m.str();
   job.pipeline.iters = 0;
   job.device = Device::cuda(cuda_device_count());   // never present: one past the last
   try {
