@@ -8,6 +8,7 @@
 #include "engine/fused.h"
 #include "kernels/cpu/strided.h"
 #include "kernels/cpu/vec_math.h"
+#include "kernels/dispatch_float.h"
 
 namespace arq::cpu {
 
@@ -136,28 +137,17 @@ void rms_norm_backward_typed(const Tensor& x, const Tensor& w, const Tensor& g, 
   });
 }
 
-template <class F>
-void dispatch_float(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::f16: f(Half{}); return;
-    case DType::bf16: f(BFloat16{}); return;
-    default: throw UnsupportedError(cat("[", op, "] not implemented on cpu for ", dtype_name(t)));
-  }
-}
-
 class CpuFused final : public FusedKernels {
  public:
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& h) override {
-    dispatch_float(gate.dtype(), "swiglu", [&](auto tag) { swiglu_typed<decltype(tag)>(gate, up, h); });
+    dispatch_float(gate.dtype(), "swiglu", "cpu", [&](auto tag) { swiglu_typed<decltype(tag)>(gate, up, h); });
   }
   void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& g, Tensor& dgate, Tensor& dup) override {
-    dispatch_float(gate.dtype(), "swiglu_backward",
+    dispatch_float(gate.dtype(), "swiglu_backward", "cpu",
                    [&](auto tag) { swiglu_backward_typed<decltype(tag)>(gate, up, g, dgate, dup); });
   }
   void rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& g, double eps, Tensor& dx, Tensor& dw) override {
-    dispatch_float(x.dtype(), "rms_norm_backward",
+    dispatch_float(x.dtype(), "rms_norm_backward", "cpu",
                    [&](auto tag) { rms_norm_backward_typed<decltype(tag)>(x, w, g, eps, dx, dw); });
   }
 };

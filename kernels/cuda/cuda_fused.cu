@@ -11,6 +11,7 @@
 //                       column partial sums over 256-row chunks in f64, then the chunks in order.
 #include "engine/fused.h"
 #include "kernels/cuda/cuda_device.cuh"
+#include "kernels/dispatch_float.h"
 
 namespace arq::cuda {
 
@@ -127,21 +128,10 @@ __global__ void rms_norm_dw_final(const double* partial, T* dw, int64_t chunks, 
   }
 }
 
-template <class F>
-void dispatch_float(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::f32: f(float{}); return;
-    case DType::f64: f(double{}); return;
-    case DType::f16: f(Half{}); return;
-    case DType::bf16: f(BFloat16{}); return;
-    default: throw UnsupportedError(cat("[", op, "] not implemented on cuda for ", dtype_name(t)));
-  }
-}
-
 class CudaFused final : public FusedKernels {
  public:
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& h) override {
-    dispatch_float(gate.dtype(), "swiglu", [&](auto tag) {
+    dispatch_float(gate.dtype(), "swiglu", "cuda", [&](auto tag) {
       using T = dev_t<decltype(tag)>;
       const int64_t n = h.numel();
       swiglu_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, stream_for(h.device())>>>(
@@ -150,7 +140,7 @@ class CudaFused final : public FusedKernels {
     });
   }
   void swiglu_backward(const Tensor& gate, const Tensor& up, const Tensor& g, Tensor& dgate, Tensor& dup) override {
-    dispatch_float(gate.dtype(), "swiglu_backward", [&](auto tag) {
+    dispatch_float(gate.dtype(), "swiglu_backward", "cuda", [&](auto tag) {
       using T = dev_t<decltype(tag)>;
       const int64_t n = gate.numel();
       swiglu_backward_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, stream_for(gate.device())>>>(
@@ -160,7 +150,7 @@ class CudaFused final : public FusedKernels {
     });
   }
   void rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& g, double eps, Tensor& dx, Tensor& dw) override {
-    dispatch_float(x.dtype(), "rms_norm_backward", [&](auto tag) {
+    dispatch_float(x.dtype(), "rms_norm_backward", "cuda", [&](auto tag) {
       using T = dev_t<decltype(tag)>;
       using C = acc_of<T>;
       const int64_t rows = x.size(0), d = x.size(1);
