@@ -127,10 +127,9 @@ int cmd_quantize(const Args& args) {
   if (f.on("disable_opt_rtn")) o.disable_opt_rtn = true;
   else if (f.on("enable_opt_rtn")) o.disable_opt_rtn = false;
   else o.disable_opt_rtn = rc.disable_opt_rtn;
-  const bool cache_auto = f.str("cache_dtype") == "auto";
-  if (!cache_auto) {
+  if (f.str("cache_dtype") != "auto") {   // auto: quant::resolved_cache_dtype
     o.cache_dtype = parse_dtype_flag(f.str("cache_dtype"), "cache_dtype");
-    ARQ_CHECK(o.cache_dtype != DType::f16, UsageError, "--cache_dtype must be f32, bf16 or auto");
+    ARQ_CHECK(*o.cache_dtype != DType::f16, UsageError, "--cache_dtype must be f32, bf16 or auto");
   }
 
   job.nsamples = f.has("nsamples") ? f.integer("nsamples") : rc.nsamples;
@@ -156,9 +155,6 @@ int cmd_quantize(const Args& args) {
   const DType compute = quant::job_compute_dtype(job);
   const std::string compute_str =
       cat(dtype_name(compute), job.device.is_cuda() && !job.model_dtype ? " (autocast; loss and V/alpha/beta f32)" : "");
-  // auto: AutoRound keeps its caches in the AMP dtype on an accelerator (half the bytes of f32);
-  // the CPU keeps f32 caches (its defaults and published figures).
-  if (cache_auto) o.cache_dtype = job.device.is_cuda() && dtype_size(compute) == 2 ? DType::bf16 : DType::f32;
 
   Progress bar;
   o.log = [](const std::string& line) { std::printf("%s\n", line.c_str()); std::fflush(stdout); };
@@ -169,7 +165,7 @@ int cmd_quantize(const Args& args) {
               job.model.c_str(), gguf_only ? (job.format + " (per-tensor types)").c_str() : o.scheme.str().c_str(),
               static_cast<long long>(o.iters), static_cast<long long>(job.nsamples), static_cast<long long>(job.seqlen),
               static_cast<long long>(o.batch_size), rc.name.c_str(), job.device.str().c_str(), compute_str.c_str(),
-              dtype_name(o.cache_dtype), o.low_gpu_mem_usage && job.device.is_cuda() ? ", low_gpu_mem_usage" : "");
+              dtype_name(quant::resolved_cache_dtype(o, job.device, compute)), o.low_gpu_mem_usage && job.device.is_cuda() ? ", low_gpu_mem_usage" : "");
   const quant::QuantizeJobResult r = quant::run_quantize_job(job);
   if (gguf_only && o.iters == 0)
     std::printf("wrote %s (format %s, encoded by llama.cpp's searches)\n", r.output_folder.c_str(), job.format.c_str());

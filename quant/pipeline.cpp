@@ -16,6 +16,11 @@
 
 namespace arq::quant {
 
+DType resolved_cache_dtype(const PipelineOptions& o, const Device& device, DType compute) {
+  if (o.cache_dtype) return *o.cache_dtype;
+  return device.is_cuda() && dtype_size(compute) == 2 ? DType::bf16 : DType::f32;
+}
+
 bool needs_calibration(const PipelineOptions& o) { return o.iters > 0; }
 
 bool uses_calibration(const PipelineOptions& o) {
@@ -61,8 +66,8 @@ void validate_options(const PipelineOptions& o) {
             o.gradient_accumulate_steps);
   ARQ_CHECK(o.lr >= 0, UsageError, "--lr must be positive, got ", o.lr);
   ARQ_CHECK(o.minmax_lr >= 0, UsageError, "--minmax_lr must be positive, got ", o.minmax_lr);
-  ARQ_CHECK(o.cache_dtype == DType::f32 || o.cache_dtype == DType::bf16, UsageError, "--cache_dtype must be f32 or bf16, got ",
-            dtype_name(o.cache_dtype));
+  ARQ_CHECK(!o.cache_dtype || *o.cache_dtype == DType::f32 || *o.cache_dtype == DType::bf16, UsageError,
+            "--cache_dtype must be f32 or bf16, got ", dtype_name(o.cache_dtype.value_or(DType::f32)));
 }
 
 size_t bytes_of(const Tensor& t) { return t.defined() ? t.nbytes() : 0; }
@@ -107,6 +112,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
   }
   const int64_t n_blocks = lm.num_blocks();
   const DType compute = lm.dtype();
+  const DType cache = resolved_cache_dtype(o, lm.device(), compute);
   // low_gpu_mem_usage: caches on the host, every no-grad block run and every tuning micro-batch
   // streamed to the model's device (run_dev); otherwise the caches live on the model's device.
   const Device dev = lm.device();
@@ -129,13 +135,13 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
       const int64_t n = ids.size(0), step = std::max<int64_t>(o.batch_size, 1);
       for (int64_t b0 = 0; b0 < n; b0 += step) {
         const int64_t b = std::min(step, n - b0);
-        const Tensor e = lm.embed(ids64.narrow(0, b0, b)).to(o.cache_dtype);   // [b, s, H] on the device
-        if (!x_fp.defined()) x_fp = host_cache_empty({n, e.size(1), e.size(2)}, o.cache_dtype);
+        const Tensor e = lm.embed(ids64.narrow(0, b0, b)).to(cache);   // [b, s, H] on the device
+        if (!x_fp.defined()) x_fp = host_cache_empty({n, e.size(1), e.size(2)}, cache);
         Tensor rows = x_fp.narrow(0, b0, b);
         copy_(rows, e);
       }
     } else {
-      x_fp = lm.embed(ids64).to(o.cache_dtype).to(dev);
+      x_fp = lm.embed(ids64).to(cache).to(dev);
     }
     x_q = x_fp;
     if (loss_mask.defined()) mask = loss_mask.to(DType::f32).to(res.cache_device);
@@ -170,7 +176,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         return lm.block_forward(bw, x, inputs->get(x.size(0)), w);
       };
       // FP reference Y = block_fp(X_fp), §1.6 step 1.
-      const Tensor y = run_block(fn, x_fp, {}, o.batch_size, compute, o.cache_dtype, run_dev);
+      const Tensor y = run_block(fn, x_fp, {}, o.batch_size, compute, cache, run_dev);
       if (!tunables.empty()) {
         SignRoundOptions so;
         so.iters = o.iters;
@@ -198,9 +204,9 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
                                                       bytes_of(y));
       // Next inputs (§1.6 step 7): the quantized chain runs the frozen weights on X_q.
       if (o.enable_quanted_input && !qweights.empty()) {
-        x_q = run_block(fn, x_q, qweights, o.batch_size, compute, o.cache_dtype, run_dev);
+        x_q = run_block(fn, x_q, qweights, o.batch_size, compute, cache, run_dev);
       } else if (o.enable_quanted_input && x_q.storage() != x_fp.storage()) {
-        x_q = run_block(fn, x_q, {}, o.batch_size, compute, o.cache_dtype, run_dev);
+        x_q = run_block(fn, x_q, {}, o.batch_size, compute, cache, run_dev);
       } else {
         x_q = y;
       }
@@ -215,7 +221,7 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
         const ObservedBlockFn ofn = [&](const ag::Var& x, const models::LinearObserver& obs) {
           return lm.block_forward(bw, x, inputs->get(x.size(0)), {}, nullptr, &obs);
         };
-        Tensor y = run_block_with_imatrix(ofn, x_fp, o.batch_size, compute, o.cache_dtype, ic, run_dev);
+        Tensor y = run_block_with_imatrix(ofn, x_fp, o.batch_size, compute, cache, ic, run_dev);
         res.cache_bytes = std::max(res.cache_bytes, bytes_of(x_fp) + bytes_of(y));
         x_fp = std::move(y);
         x_q = x_fp;
@@ -260,9 +266,9 @@ PipelineResult quantize_blocks(const models::CausalLM& lm, const Tensor& ids, co
   if (lm_head_quantized(lm, o)) {
     Tensor head_fp, head_q;  // [n, s, H] cache dtype
     if (calibrate || imatrix_on) {
-      head_fp = final_norm_all(lm, x_fp, o.batch_size, o.cache_dtype, run_dev);
+      head_fp = final_norm_all(lm, x_fp, o.batch_size, cache, run_dev);
       head_q = calibrate && o.enable_quanted_input && x_q.storage() != x_fp.storage()
-                   ? final_norm_all(lm, x_q, o.batch_size, o.cache_dtype, run_dev)
+                   ? final_norm_all(lm, x_q, o.batch_size, cache, run_dev)
                    : head_fp;
     }
     x_fp = x_q = Tensor();  // the blocks' caches are no longer needed

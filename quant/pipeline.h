@@ -41,7 +41,8 @@ struct PipelineOptions {
   bool not_use_best_mse = false;
   std::optional<bool> disable_opt_rtn{};  // unset: opt-RTN wherever it applies (§3)
   uint64_t seed = 42;
-  DType cache_dtype = DType::f32;       // activation caches: f32 or bf16
+  // Activation caches: f32 or bf16; unset (the default): resolved_cache_dtype below.
+  std::optional<DType> cache_dtype{};
   // AutoRound's low_gpu_mem_usage (spec §1.12): with the model on a CUDA device, the activation
   // caches (both chains' block inputs, the FP reference outputs) stay in page-locked host memory
   // and each batch is copied to the device when a block runs on it or the tuner uses it. Only
@@ -95,6 +96,11 @@ struct PipelineResult {
   // What the pipeline itself needs resident at once: one block + the caches + one frozen block.
   size_t expected_peak_bytes() const { return max_block_bytes + cache_bytes + frozen_block_bytes; }
 };
+
+// The activation caches' dtype of a run on `device` with blocks computed in `compute`: the
+// option when set; else bf16 on CUDA under a 16-bit compute dtype (AutoRound keeps its caches
+// in the AMP dtype there: half the bytes of f32), f32 otherwise (the CPU's published figures).
+DType resolved_cache_dtype(const PipelineOptions& o, const Device& device, DType compute);
 
 // Whether a run with these options needs calibration data (SignRound does; RTN does not).
 bool needs_calibration(const PipelineOptions& o);

@@ -121,7 +121,7 @@ io::JsonValue log_json(const QuantizeJob& job, const QuantizeJobResult& r, const
       .set("not_use_best_mse", o.not_use_best_mse)
       .set("seed", static_cast<int64_t>(o.seed))
       .set("dataset", job.dataset)
-      .set("cache_dtype", dtype_name(o.cache_dtype))
+      .set("cache_dtype", dtype_name(resolved_cache_dtype(o, job.device, r.compute_dtype)))
       .set("device", job.device.str())
       .set("compute_dtype", dtype_name(r.compute_dtype))
       .set("low_gpu_mem_usage", o.low_gpu_mem_usage);

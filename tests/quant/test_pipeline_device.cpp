@@ -153,3 +153,16 @@ TEST_CASE("validate_job: --device cuda without CUDA or without that device is on
   job.pipeline.low_gpu_mem_usage = true;   // accepted on the CPU
   CHECK_NOTHROW(validate_job(job));
 }
+
+TEST_CASE("resolved_cache_dtype: the option when set; else bf16 on CUDA under 16-bit compute, f32 otherwise") {
+  PipelineOptions o;
+  CHECK(resolved_cache_dtype(o, Device::cpu(), DType::f32) == DType::f32);
+  CHECK(resolved_cache_dtype(o, Device::cpu(), DType::bf16) == DType::f32);      // the CPU keeps f32 caches
+  CHECK(resolved_cache_dtype(o, Device::cuda(0), DType::bf16) == DType::bf16);   // AutoRound's AMP dtype
+  CHECK(resolved_cache_dtype(o, Device::cuda(0), DType::f16) == DType::bf16);
+  CHECK(resolved_cache_dtype(o, Device::cuda(0), DType::f32) == DType::f32);     // --model_dtype fp32: no autocast
+  o.cache_dtype = DType::f32;
+  CHECK(resolved_cache_dtype(o, Device::cuda(0), DType::bf16) == DType::f32);
+  o.cache_dtype = DType::bf16;
+  CHECK(resolved_cache_dtype(o, Device::cpu(), DType::f32) == DType::bf16);
+}
