@@ -113,7 +113,10 @@ struct StagingEvents {
 // the staged pipeline; false, with nothing done, when it does not apply (small, pinned host side,
 // switched off, no pinned buffers), and the caller takes the plain path.
 bool staged_copy(void* dst, const void* src, size_t nbytes, bool to_device, cudaStream_t s) {
-  if (!staging_applies(nbytes, host_is_pageable(to_device ? src : dst), staging_enabled())) return false;
+  // Size and switch first: the pointer query is a driver call, not worth making for every small
+  // copy (a loss read back with item(), an index moved to the device).
+  if (!staging_applies(nbytes, /*host_is_pageable=*/true, staging_enabled())) return false;
+  if (!host_is_pageable(to_device ? src : dst)) return false;
   StagingBuffers& sb = staging_buffers();
   // Another thread's staged copy holds the buffers: take the plain path rather than wait (so no
   // thread ever blocks on this lock, whatever locks it holds: the thread pool's, say).
