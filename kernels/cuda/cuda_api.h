@@ -29,5 +29,8 @@ void* stream_handle(int device);
 // Page-locked host bytes held by the pinned cache behind arq::cuda_pinned_alloc (in use and
 // cached); 0 when built without CUDA.
 size_t pinned_host_bytes();
+// The part of pinned_host_bytes() that the staged host<->device copies keep for the life of the
+// process (two chunk buffers, taken at the first large pageable copy); 0 before that.
+size_t staging_host_bytes();
 
 }  // namespace arq::cuda

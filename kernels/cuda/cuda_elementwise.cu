@@ -6,6 +6,7 @@
 #include <string>
 
 #include "kernels/cpu/thread_pool.h"
+#include "kernels/cuda/cuda_api.h"
 #include "kernels/cuda/cuda_device.cuh"
 #include "kernels/cuda/cuda_staging.h"
 
@@ -171,6 +172,12 @@ bool staged_copy(void* dst, const void* src, size_t nbytes, bool to_device, cuda
 }
 
 }  // namespace
+
+size_t staging_host_bytes() {
+  StagingBuffers& sb = staging_buffers();
+  std::lock_guard<std::mutex> g(sb.m);
+  return sb.buf[0] != nullptr ? 2 * kStagingChunkBytes : 0;
+}
 
 void copy(const Tensor& src, Tensor& dst) {
   const Device dev = dst.device().is_cuda() ? dst.device() : src.device();

@@ -45,6 +45,7 @@ AllocatorStats allocator_stats() { return {}; }
 void empty_cache() {}
 void* stream_handle(int) { return nullptr; }
 size_t pinned_host_bytes() { return 0; }
+size_t staging_host_bytes() { return 0; }
 }  // namespace cuda
 
 }  // namespace arq

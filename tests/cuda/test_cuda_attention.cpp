@@ -66,6 +66,7 @@ double tol_of(DType t) { return t == DType::bf16 ? 0x1p-4 : 5e-4; }
 
 ag::AttentionOptions options(Mk mk, int64_t b, int64_t s, int64_t hd, int64_t chunk) {
   ag::AttentionOptions o{.scaling = 1 / std::sqrt(double(hd)), .causal = true, .chunk_rows = chunk};
+  o.flash = false;   // this table checks the chunked path (test_cuda_flash.cpp checks the flash kernels)
   if (mk == Mk::window) o.window = 5;
   if (mk == Mk::padding) {   // element n: first 2n + 1 keys padded (its first queries see nothing)
     std::vector<double> m;
@@ -163,8 +164,11 @@ TEST_CASE("cuda op attention_probs: fused attention rows on CUDA match the CPU k
           return {attention_probs(x[0], mask, dd, prm), p, ds};
         };
         const double atol = std::max(is16(dt) ? tiny_of(dt) : 0.0, 64 * tiny_of(soft));
-        const Tol tp{(is16(dt) ? eps_of(dt) : 0) + 8 * eps_compute(dt), atol};
-        const Tol tds{(is16(dt) ? eps_of(dt) : 0) + 10 * eps_compute(dt), atol};
+        // f64: the row sums' order (sequential on the CPU, a tree on CUDA) shows, at ~k·eps (seen
+        // on an H100: 113 eps at k = 600); in f32 the sums are f64 and the order is invisible.
+        const double order = dt == DType::f64 ? 2.0 * double(k) * eps_compute(dt) : 0.0;
+        const Tol tp{(is16(dt) ? eps_of(dt) : 0) + 8 * eps_compute(dt) + order, atol};
+        const Tol tds{(is16(dt) ? eps_of(dt) : 0) + 10 * eps_compute(dt) + order, atol};
         cases.push_back({cat("attention_probs ", dtype_name(dt), " k", k, " variant", variant), in, op, {tp, tp, tds}});
       }
   run_op_table(cases, "attention row cases");

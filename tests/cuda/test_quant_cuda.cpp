@@ -12,9 +12,10 @@
 //  - later iterations follow sign(∇): a gradient element within rounding of 0 may take the other
 //    sign, so V drifts by 2·lr at such elements and a code whose x/s + V sits that close to a
 //    rounding boundary flips by one (a flipped α/β step moves a whole group's scale, so a few
-//    codes may move further). Such elements are rare; the bounds below (≤ 5% of codes differ,
-//    ≤ 0.5% by more than one step, best losses within 10%) are generous guesses for a first GPU
-//    run, which prints the measured figures to tighten them with.
+//    codes may move further). Such elements are rare. Measured on an H100 (2026-11-27): 0 of
+//    10,240 / 20,480 codes differ and the best losses agree to 6 digits; the bounds below
+//    (≤ 1% of codes differ, ≤ 0.1% by more than one step, best losses within 1%) leave room
+//    for other cards' cuBLAS algorithms.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -114,7 +115,7 @@ TEST_CASE("cuda quant: tune_block on CUDA agrees with the CPU (iteration 0 exact
     REQUIRE(c.losses.size() == g.losses.size());
     CHECK(std::fabs(c.losses[0] - g.losses[0]) <= loss_tol(c.losses[0], ms_y, K));
     CHECK(g.r.loss_best < g.r.loss_init);
-    CHECK(std::fabs(c.r.loss_best - g.r.loss_best) <= 0.1 * c.r.loss_best);
+    CHECK(std::fabs(c.r.loss_best - g.r.loss_best) <= 0.01 * c.r.loss_best);
     int64_t total = 0, differ = 0, beyond = 0;
     for (size_t i = 0; i < c.r.layers.size(); ++i) {
       const CodeDiff d = code_diff(c.r.layers[i].q, g.r.layers[i].q);
@@ -124,8 +125,8 @@ TEST_CASE("cuda quant: tune_block on CUDA agrees with the CPU (iteration 0 exact
     }
     MESSAGE(cat(sym ? "sym" : "asym", " 20 iters: best loss cpu ", c.r.loss_best, " (iter ", c.r.best_iter, ") device ",
                 g.r.loss_best, " (iter ", g.r.best_iter, "); codes differing ", differ, " of ", total));
-    CHECK(beyond <= total / 200);
-    CHECK(differ <= total * 5 / 100);
+    CHECK(beyond <= total / 1000);
+    CHECK(differ <= total / 100);
   }
 }
 
@@ -161,9 +162,9 @@ TEST_CASE("cuda quant: the pipeline end to end with the model on the device") {
     CHECK(g.blocks[b].tuned);
     CHECK(g.blocks[b].loss_best < g.blocks[b].loss_init);
     // block 0 sees identical inputs; block 1's inputs went through block 0's (maybe different) codes
-    const double tol = b == 0 ? loss_tol(c.blocks[b].loss_init, 1.5, spec.intermediate_size) : 0.1 * c.blocks[b].loss_init;
+    const double tol = b == 0 ? loss_tol(c.blocks[b].loss_init, 1.5, spec.intermediate_size) : 0.01 * c.blocks[b].loss_init;
     CHECK(std::fabs(c.blocks[b].loss_init - g.blocks[b].loss_init) <= tol);
-    CHECK(std::fabs(c.blocks[b].loss_best - g.blocks[b].loss_best) <= 0.1 * c.blocks[b].loss_best);
+    CHECK(std::fabs(c.blocks[b].loss_best - g.blocks[b].loss_best) <= 0.01 * c.blocks[b].loss_best);
     MESSAGE(cat("block ", b, ": loss iter 0 cpu ", c.blocks[b].loss_init, " device ", g.blocks[b].loss_init, "; best cpu ",
                 c.blocks[b].loss_best, " device ", g.blocks[b].loss_best));
   }
@@ -175,8 +176,8 @@ TEST_CASE("cuda quant: the pipeline end to end with the model on the device") {
     beyond += d.beyond_one;
   }
   MESSAGE(cat("pipeline 10 iters: codes differing ", differ, " of ", total));
-  CHECK(beyond <= total / 200);
-  CHECK(differ <= total * 5 / 100);
+  CHECK(beyond <= total / 1000);
+  CHECK(differ <= total / 100);
 }
 
 // ---- low_gpu_mem_usage: host caches streamed to the device ------------------------------------
@@ -277,7 +278,9 @@ TEST_CASE("cuda quant: the pipeline with low_gpu_mem_usage gives the resident ru
     // for the allocator's rounding.
     CHECK(peak_low + res.cache_bytes / 2 <= peak_res);
     CHECK(cuda::pinned_host_bytes() > 0);
-    cuda_pinned_release();   // every cache is freed by now: the pinned cache hands all back
-    CHECK(cuda::pinned_host_bytes() == 0);
+    // Every cache is freed by now: the pinned cache hands all back but the staged copies' two
+    // buffers, which live as long as the process.
+    cuda_pinned_release();
+    CHECK(cuda::pinned_host_bytes() == cuda::staging_host_bytes());
   }
 }
