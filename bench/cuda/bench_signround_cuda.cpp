@@ -76,7 +76,7 @@ struct Result {
   std::string dtype;
   bool ok = false;
   std::string error;
-  double s_iter = 0, overhead_s = 0, peak_gib = 0, tflops = 0, loss0 = 0;
+  double s_iter = 0, overhead_s = 0, peak_gib = 0, tflops = 0;
 };
 
 Result run(DType dt, int64_t seq, int64_t iters) {
@@ -117,7 +117,6 @@ Result run(DType dt, int64_t seq, int64_t iters) {
       const quant::TuneResult v = quant::tune_block(fn, {linears[0]}, data, one, rng);
       const quant::QuantizedLinear ref = quant::quantize_rtn(linears[0].weight, linears[0].scheme);
       if (to_vector(v.layers[0].q.codes) != to_vector(ref.codes)) throw Error("iteration 0 did not reproduce RTN codes");
-      r.loss0 = v.loss_init;
     }
     std::vector<Clock::time_point> marks;
     quant::SignRoundOptions o;
@@ -141,8 +140,9 @@ Result run(DType dt, int64_t seq, int64_t iters) {
     r.tflops = iteration_flops(spec, seq, params) / r.s_iter / 1e12;
     r.peak_gib = static_cast<double>(allocator_for(dev).peak_bytes()) / (1 << 30);
     r.ok = true;
-    std::printf("BENCH signround %s %.4f s/iter %.1f TFLOP/s overhead %.1f s peak %.2f GiB loss0 %.4g best %.4g\n",
-                r.dtype.c_str(), r.s_iter, r.tflops, r.overhead_s, r.peak_gib, r.loss0, tr.loss_best);
+    // loss: iteration 0 (RTN) and the best of the timed run, all 7 linears quantized
+    std::printf("BENCH signround %s %.4f s/iter %.1f TFLOP/s overhead %.1f s peak %.2f GiB loss %.4g -> %.4g\n",
+                r.dtype.c_str(), r.s_iter, r.tflops, r.overhead_s, r.peak_gib, tr.loss_init, tr.loss_best);
   } catch (const std::exception& e) {
     r.error = e.what();
     r.peak_gib = static_cast<double>(allocator_for(dev).peak_bytes()) / (1 << 30);
