@@ -17,6 +17,7 @@
 #include "autograd/graph.h"
 #include "autograd/ops.h"
 #include "engine/attention_rows.h"
+#include "engine/flash_attention.h"
 
 namespace arq::ag {
 
@@ -286,7 +287,33 @@ int64_t attention_score_elements(const Tensor& q, const Tensor& k, const Attenti
   return n * d.b * d.nh;
 }
 
+bool attention_flash_applies(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt) {
+  if (!opt.flash || opt.mask.defined() || !q.defined() || q.device().is_cpu()) return false;
+  const char* e = std::getenv("ARQ_ATTENTION");
+  if (e && (std::string(e) == "chunked" || std::string(e) == "composed")) return false;
+  return flash_attention_supported(q.value(), k.value(), v.value());
+}
+
+Var attention_flash(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt) {
+  check_dims(q, k, v, opt, "attention_flash");
+  ARQ_CHECK(!opt.mask.defined(), UsageError, "[attention_flash] takes no mask (causal and window only), got ",
+            opt.mask.str());
+  const FlashAttentionParams p{.scaling = opt.scaling, .causal = opt.causal, .window = opt.window};
+  FlashForward f = flash_attention_forward(q.value(), k.value(), v.value(), p);
+  return record("attention_flash", f.o, {&q, &k, &v},
+                [qv = q.value(), kv = k.value(), vv = v.value(), o = f.o, lse = f.lse, p](
+                    const Tensor& g, const std::vector<bool>& need) {
+                  const FlashGrads d = flash_attention_backward(qv, kv, vv, o, lse, to_dtype(g, qv.dtype()), p);
+                  std::vector<Tensor> grads(3);
+                  if (need[0]) grads[0] = d.dq;
+                  if (need[1]) grads[1] = d.dk;
+                  if (need[2]) grads[2] = d.dv;
+                  return grads;
+                });
+}
+
 Var attention_core(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt) {
+  if (attention_flash_applies(q, k, v, opt)) return attention_flash(q, k, v, opt);
   Ctx c = make_ctx(q, k, v, opt);
   const Dims& d = c.d;
   // Output memory is [b, s, nkv, g, hd] = [b, s, nh, hd]; oc is its chunk-layout view.

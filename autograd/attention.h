@@ -52,12 +52,25 @@ struct AttentionOptions {
   // environment variable ARQ_ATTENTION_ROWS=chain — as the engine-op chain they replace (the
   // reference the fused kernels are tested against).
   bool fused_rows = true;
+  // On CUDA, without a mask, for 16-bit q/k/v and head_dim 64 or 128: the flash attention kernels
+  // (engine/flash_attention.h: no score tiles in memory, tensor cores) instead of the chunks.
+  // false, or the environment variable ARQ_ATTENTION=chunked, keeps the chunked path.
+  bool flash = true;
 };
 
 // q [b, nh, s, hd], k and v [b, nkv, s_kv, hd] (nkv divides nh), one floating dtype, one device
 // -> [b, nh, s, hd] in q's dtype (a view of [b, s, nh, hd] memory: permuting it back to
 // [b, s, nh·hd] is free). Scores and softmax are in f32 (f64 for f64 inputs).
 Var attention_core(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt);
+
+// Whether attention_core takes the flash path for these inputs (see AttentionOptions::flash).
+bool attention_flash_applies(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt);
+
+// The flash kernels of q's device (engine/flash_attention.h) as an autograd op, on any device
+// that has them (the CPU's are the f64 plain-loop reference, for tests). No mask: causal and
+// window only; `chunk_rows`, the budget and `fused_rows` are ignored. Same result layout as
+// attention_core.
+Var attention_flash(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt);
 
 // The reference composition of ag ops (materializes the scores; the VJPs of matmul, cast, add,
 // softmax). Same arguments and result; `chunk_rows` and the budget are ignored.

@@ -230,6 +230,11 @@ BlockInputs CausalLM::block_inputs(const InputSpec& in) const {
                .segment_ids = in.segment_ids};
     out.masks[w] = attention_mask(m).to(options_.device);
   }
+  // Without segments, and with no padded position, the masks are the causal structure alone.
+  bool structural = !in.segment_ids.defined();
+  if (structural && in.padding_mask.defined())
+    for (double x : to_vector(in.padding_mask)) structural = structural && x != 0;
+  out.masks_structural = structural;
   return out;
 }
 
@@ -272,7 +277,8 @@ ag::Var CausalLM::block_forward(const BlockWeights& w, const ag::Var& hidden, co
   AttentionParams ap{.n_head = spec_.num_attention_heads, .n_head_kv = spec_.num_key_value_heads,
                      .head_dim = spec_.head_dim, .rotary_dim = spec_.rope.dim, .rope_style = spec_.rope.style,
                      .scaling = 1.0 / std::sqrt(static_cast<double>(spec_.head_dim)), .norm_eps = spec_.rms_norm_eps};
-  AttentionInputs ai{.cos = in.cos, .sin = in.sin, .mask = in.mask_for(spec_.window(i))};
+  AttentionInputs ai{.cos = in.cos, .sin = in.sin, .mask = in.mask_for(spec_.window(i)),
+                     .structural_mask = in.masks_structural, .window = spec_.window(i)};
   MlpWeights mw{.gate = weight(linears[4]), .up = weight(linears[5]), .down = weight(linears[6]),
                 .gate_bias = bias(linears[4]), .up_bias = bias(linears[5]), .down_bias = bias(linears[6])};
 
@@ -364,6 +370,7 @@ Tensor CausalLM::forward(const Tensor& ids, KvCache& cache) const {
   in.sin = t.sin;
   for (int64_t w : distinct_windows(spec_))
     in.masks[w] = attention_mask({.q_len = s, .kv_len = past + s, .window = w}).to(options_.device);
+  in.masks_structural = true;
   for (int64_t i = 0; i < spec_.num_hidden_layers; ++i)
     h = block_forward(*resident_block(i), ag::Var(h), in, {}, &cache.layers[static_cast<size_t>(i)]).value();
   return head(h);

@@ -82,6 +82,7 @@ struct BlockInputs {
   Tensor cos{};                       // [b, s, 1, rotary_dim/2] compute dtype, on the device
   Tensor sin{};
   std::map<int64_t, Tensor> masks{};  // window (0 = full) -> additive f32 [b|1, 1, s, s] on the device
+  bool masks_structural = false;      // the masks are causal / window structure only (no padding, segments)
   const Tensor& mask_for(int64_t window) const;
 };
 

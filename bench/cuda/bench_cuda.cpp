@@ -289,6 +289,7 @@ std::vector<Row> bench_attention(bool quick) {
     return from_vector(m, {1, 1, s, s});
   };
   // forward + backward of sum(out ⊙ w); returns the four results on the CPU when asked
+  // core: ag::attention_core (flash kernels when o has no mask and they run, else the chunks)
   auto step = [&](bool core, const Tensor& q0, const Tensor& k0, const Tensor& v0, const Tensor& w0,
                   const ag::AttentionOptions& o, std::vector<Tensor>* keep) {
     ag::Var q(q0, true), k(k0, true), v(v0, true);
@@ -303,46 +304,58 @@ std::vector<Row> bench_attention(bool quick) {
                                rand_uniform({b, nkv, s, hd}, 23, -2, 2, DType::bf16, d),
                                rand_uniform({b, nh, s, hd}, 24, -1, 1, DType::bf16, d)};
   };
-  bool valid = true;
+  bool valid = true, valid_flash = true;
   {
     const int64_t s = 256;
     const std::vector<Tensor> h = inputs(1, s, Device::cpu());
     ag::AttentionOptions oc{.scaling = 1 / std::sqrt(double(hd)), .mask = causal(s), .chunk_rows = 48};
     ag::AttentionOptions og = oc;
     og.mask = oc.mask.to(dev);
-    std::vector<Tensor> want, got;
+    const ag::AttentionOptions of{.scaling = oc.scaling, .causal = true};
+    std::vector<Tensor> want, got, got_flash;
     step(true, h[0], h[1], h[2], h[3], oc, &want);
     step(true, h[0].to(dev), h[1].to(dev), h[2].to(dev), h[3].to(dev), og, &got);
-    for (size_t i = 0; i < want.size(); ++i) {
-      double err = 0, scale = 1;
-      const std::vector<double> a = to_vector(got[i]), b = to_vector(want[i]);
-      for (size_t j = 0; j < a.size(); ++j) {
-        err = std::max(err, std::fabs(a[j] - b[j]));
-        scale = std::max(scale, std::fabs(b[j]));
+    step(true, h[0].to(dev), h[1].to(dev), h[2].to(dev), h[3].to(dev), of, &got_flash);
+    auto close = [&](const std::vector<Tensor>& g) {
+      bool ok = true;
+      for (size_t i = 0; i < want.size(); ++i) {
+        double err = 0, scale = 1;
+        const std::vector<double> a = to_vector(g[i]), b = to_vector(want[i]);
+        for (size_t j = 0; j < a.size(); ++j) {
+          err = std::max(err, std::fabs(a[j] - b[j]));
+          scale = std::max(scale, std::fabs(b[j]));
+        }
+        ok = ok && std::isfinite(err) && err <= 0x1p-4 * scale;
       }
-      valid = valid && std::isfinite(err) && err <= 0x1p-4 * scale;
-    }
+      return ok;
+    };
+    valid = close(got);
+    valid_flash = close(got_flash);
   }
   const int64_t b = quick ? 2 : 8, s = 2048;
   const std::vector<Tensor> x = inputs(b, s, dev);
   const ag::AttentionOptions o{.scaling = 1 / std::sqrt(double(hd)), .mask = causal(s).to(dev)};
+  const ag::AttentionOptions o_flash{.scaling = o.scaling, .causal = true};   // no mask: the flash kernels
   const double flops = 6.0 * double(b * nh) * double(s) * double(s) * double(hd);   // = 3·(4·b·nh·s²·hd)/2
   std::vector<Row> rows;
-  for (bool core : {true, false}) {
+  for (int variant = 0; variant < 3; ++variant) {   // flash, chunked core (causal mask), composed
+    const bool core = variant < 2;
+    const ag::AttentionOptions& ov = variant == 0 ? o_flash : o;
+    const char* name = variant == 0 ? "flash" : variant == 1 ? "core" : "composed";
     Allocator& alloc = allocator_for(dev);
     cuda_backend().synchronize();
     const size_t base = alloc.bytes_in_use();
     alloc.reset_peak();
-    step(core, x[0], x[1], x[2], x[3], o, nullptr);
+    step(core, x[0], x[1], x[2], x[3], ov, nullptr);
     cuda_backend().synchronize();
     const double peak_gib = static_cast<double>(alloc.peak_bytes() - base) / (1 << 30);
-    Row r{core ? "attn fwd+bwd core" : "attn fwd+bwd composed",
+    Row r{cat("attn fwd+bwd ", name),
           cat("b", b, " s", s, " 32/8h peak ", static_cast<int>(peak_gib * 100 + 0.5) / 100.0, " GiB")};
-    r.valid = valid;
-    r.ms = time_ms([&] { step(core, x[0], x[1], x[2], x[3], o, nullptr); });
+    r.valid = variant == 0 ? valid_flash : valid;
+    r.ms = time_ms([&] { step(core, x[0], x[1], x[2], x[3], ov, nullptr); });
     r.tflops = flops / (r.ms * 1e-3) / 1e12;
-    std::printf("BENCH attention %s %.3f ms %.1f TFLOP/s peak %.2f GiB%s\n", core ? "core" : "composed", r.ms, r.tflops,
-                peak_gib, r.valid ? "" : " INVALID");
+    std::printf("BENCH attention %s %.3f ms %.1f TFLOP/s peak %.2f GiB%s\n", name, r.ms, r.tflops, peak_gib,
+                r.valid ? "" : " INVALID");
     std::fflush(stdout);
     rows.push_back(r);
     cuda::empty_cache();

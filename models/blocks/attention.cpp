@@ -90,8 +90,13 @@ ag::Var attention(const ag::Var& x, const AttentionWeights& w, const AttentionPa
   // problems keep the composition. Both return [b, nh, s, hd];
   // attention_core's is a view of [b, s, nh, hd] memory, so o_proj's input costs no copy.
   const ag::AttentionOptions ao{.scaling = p.scaling, .mask = in.mask};
-  ag::Var o = (cache || use_composed_attention(b, nh, s, skv)) ? ag::attention_composed(q, k, v, ao)
-                                                  : ag::attention_core(q, k, v, ao);
+  const ag::AttentionOptions flash{.scaling = p.scaling, .causal = true, .window = in.window};
+  ag::Var o;
+  if (!cache && in.structural_mask && ag::attention_flash_applies(q, k, v, flash))
+    o = ag::attention_flash(q, k, v, flash);
+  else
+    o = (cache || use_composed_attention(b, nh, s, skv)) ? ag::attention_composed(q, k, v, ao)
+                                                         : ag::attention_core(q, k, v, ao);
   o = ag::reshape(ag::permute(o, {0, 2, 1, 3}), {b, s, nh * hd});
   if (observe) (*observe)("o_proj", o.value());
   return linear(o, w.o, w.o_bias);                                  // [b, s, H]

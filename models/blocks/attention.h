@@ -14,6 +14,9 @@
 // backward that recomputes them — never the whole score matrix. Generation steps (with a cache)
 // and smaller problems use the composition ag::attention_composed; the environment variable
 // ARQ_ATTENTION=composed or =chunked selects one path everywhere (A/B comparisons of whole runs).
+// When the mask is only the causal / window structure (AttentionInputs::structural_mask) and the
+// flash kernels run the inputs (CUDA, bf16/f16, head_dim 64 or 128), attention_core's flash path
+// is taken whatever the size: causality goes in as a flag and the mask is not read.
 //
 //   Var y = attention(x, w, AttentionParams{.n_head = 8, .n_head_kv = 4, .head_dim = 8,
 //                                           .rotary_dim = 8, .scaling = 1 / sqrt(8.0)},
@@ -54,6 +57,10 @@ struct AttentionInputs {
   Tensor cos{};    // [b, s, 1, rotary_dim/2] activation dtype
   Tensor sin{};    // [b, s, 1, rotary_dim/2]
   Tensor mask{};   // additive f32 [b or 1, 1, s, s_kv] (0 or very negative); undefined: no mask
+  // The mask is exactly attention_mask({.q_len = s, .kv_len = s_kv, .window = window}): causal
+  // structure only, no padding or segments (lets the flash kernels take causality as a flag).
+  bool structural_mask = false;
+  int64_t window = 0;
 };
 
 // K/V of earlier positions for one layer (generation only, no gradients).
