@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "autograd/ops.h"
+#include "engine/fused.h"
 
 namespace arq::ag {
 
@@ -50,6 +51,11 @@ void SignSGD::step() {
       const Var& p = groups_[gi].params[pi];
       Tensor d = p.grad();
       if (!d.defined()) continue;
+      if (opt_.weight_decay == 0 && opt_.momentum == 0) {   // SignRound's case: one fused pass
+        Tensor v = p.value();
+        sign_sgd_step_(v, d, lr);
+        continue;
+      }
       if (opt_.weight_decay != 0) d = arq::add(d, arq::affine(p.value(), opt_.weight_decay, 0));
       if (opt_.momentum != 0) {
         // torch SGD: the buffer starts as the first gradient, then b = μb + (1 − dampening)g

@@ -39,6 +39,12 @@ std::pair<Tensor, Tensor> swiglu_backward(const Tensor& gate, const Tensor& up, 
 std::pair<Tensor, Tensor> rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& g, double eps,
                                             bool want_dx = true, bool want_dw = true);
 
+// The SignSGD update in place, one pass: p ← p − lr·sign(d) (p and d one shape, floating dtype
+// and device). Bit-identical to copy_(p, sub(p, affine(sign(d), lr, 0))), the composition it
+// replaces: lr·sign(d) + 0 is formed in the compute type and rounded to p's dtype, then the
+// difference. A non-contiguous p takes the composition.
+void sign_sgd_step_(Tensor& p, const Tensor& d, double lr);
+
 // ---- the kernels' interface ---------------------------------------------------------------------
 // The builders check shapes, dtypes and devices, make every operand contiguous, allocate the
 // (contiguous) outputs and call one method; kernels may assume all of that.
@@ -52,6 +58,8 @@ class FusedKernels {
   // x, g [rows, d] contiguous; w [d] contiguous; dx [rows, d] or undefined; dw [d] or undefined.
   virtual void rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& g, double eps, Tensor& dx,
                                  Tensor& dw) = 0;
+  // p ← p − lr·sign(d) in place; p and d contiguous, one shape and dtype.
+  virtual void sign_step(Tensor& p, const Tensor& d, double lr) = 0;
 };
 
 FusedKernels& fused_kernels_for(const Device& d);

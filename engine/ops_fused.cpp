@@ -48,6 +48,16 @@ std::pair<Tensor, Tensor> swiglu_backward(const Tensor& gate, const Tensor& up, 
   return {dgate, dup};
 }
 
+void sign_sgd_step_(Tensor& p, const Tensor& d, double lr) {
+  check_same("sign_sgd_step_", p, "param", d, "grad");
+  if (p.numel() == 0) return;
+  if (!p.is_contiguous()) {
+    copy_(p, sub(p, affine(sign(d), lr, 0.0)));
+    return;
+  }
+  fused_kernels_for(p.device()).sign_step(p, d.contiguous(), lr);
+}
+
 std::pair<Tensor, Tensor> rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& g, double eps, bool want_dx,
                                             bool want_dw) {
   ARQ_CHECK(x.defined() && w.defined() && g.defined(), ShapeError, "[rms_norm_backward] undefined operand");

@@ -235,6 +235,11 @@ class TracingFused final : public FusedKernels {
     g_trace.rec("rms_norm (fwd + fused bwd)", "bwd @" + shp(x), extent_bytes(x) + extent_bytes(w) + extent_bytes(g),
                 extent_bytes(dx) + extent_bytes(dw));
   }
+  void sign_step(Tensor& p, const Tensor& d, double lr) override {
+    r_.sign_step(p, d, lr);
+    g_trace.rec("sign_sgd_step (fused)", std::string(dtype_name(p.dtype())) + " @" + shp(p),
+                extent_bytes(p) + extent_bytes(d), extent_bytes(p));
+  }
 
  private:
   FusedKernels& r_;

@@ -137,6 +137,24 @@ void rms_norm_backward_typed(const Tensor& x, const Tensor& w, const Tensor& g, 
   });
 }
 
+// p − lr·sign(d): sign as arq::sign (NaN stays NaN), lr·s + 0 in C rounded to T as
+// affine(sign(d), lr, 0) stores it, then the difference as arq::sub computes it.
+template <class T>
+void sign_step_typed(Tensor& p, const Tensor& d, double lr) {
+  using C = acc_t<T>;
+  T* pp = static_cast<T*>(p.data_ptr());
+  const T* pd = static_cast<const T*>(d.data_ptr());
+  const C s = static_cast<C>(lr);
+  parallel_for(p.numel(), kElementwiseGrain, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) {
+      const C v = load(pd[i]);
+      const C sg = v != v ? v : static_cast<C>((v > C(0)) - (v < C(0)));
+      const C step = load(store<T>(C(s * sg + C(0))));
+      pp[i] = store<T>(C(load(pp[i]) - step));
+    }
+  });
+}
+
 class CpuFused final : public FusedKernels {
  public:
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& h) override {
@@ -149,6 +167,9 @@ class CpuFused final : public FusedKernels {
   void rms_norm_backward(const Tensor& x, const Tensor& w, const Tensor& g, double eps, Tensor& dx, Tensor& dw) override {
     dispatch_float(x.dtype(), "rms_norm_backward", "cpu",
                    [&](auto tag) { rms_norm_backward_typed<decltype(tag)>(x, w, g, eps, dx, dw); });
+  }
+  void sign_step(Tensor& p, const Tensor& d, double lr) override {
+    dispatch_float(p.dtype(), "sign_sgd_step_", "cpu", [&](auto tag) { sign_step_typed<decltype(tag)>(p, d, lr); });
   }
 };
 

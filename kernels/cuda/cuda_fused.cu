@@ -128,6 +128,18 @@ __global__ void rms_norm_dw_final(const double* partial, T* dw, int64_t chunks, 
   }
 }
 
+// p − lr·sign(d) as cuda_unary.cu's Sign and AffineF (lr·s + 0, rounded to T) and Sub compute it.
+template <class T>
+__global__ void sign_step_kernel(T* p, const T* d, acc_of<T> s, int64_t n) {
+  using C = acc_of<T>;
+  ARQ_GRID_STRIDE(i, n) {
+    const C v = load(d[i]);
+    const C sg = is_nan(v) ? v : static_cast<C>((v > C(0)) - (v < C(0)));
+    const C step = rt<T>(add_rn(mul_rn(s, sg), C(0)));
+    p[i] = store<T>(sub_rn(load(p[i]), step));
+  }
+}
+
 class CudaFused final : public FusedKernels {
  public:
   void swiglu(const Tensor& gate, const Tensor& up, Tensor& h) override {
@@ -182,6 +194,15 @@ class CudaFused final : public FusedKernels {
       rms_norm_dw_partial<T><<<grid, kThreads, 0, s>>>(px, pg, pr, pp, rows, d);
       CUDA_CHECK_LAUNCH();
       rms_norm_dw_final<T><<<blocks_for(d, kThreads), kThreads, 0, s>>>(pp, static_cast<T*>(dw.data_ptr()), chunks, d);
+      CUDA_CHECK_LAUNCH();
+    });
+  }
+  void sign_step(Tensor& p, const Tensor& d, double lr) override {
+    dispatch_float(p.dtype(), "sign_sgd_step_", "cuda", [&](auto tag) {
+      using T = dev_t<decltype(tag)>;
+      const int64_t n = p.numel();
+      sign_step_kernel<T><<<blocks_for(n, kThreads), kThreads, 0, stream_for(p.device())>>>(
+          static_cast<T*>(p.data_ptr()), static_cast<const T*>(d.data_ptr()), static_cast<acc_of<T>>(lr), n);
       CUDA_CHECK_LAUNCH();
     });
   }

@@ -16,6 +16,7 @@ class CudaFusedStub final : public FusedKernels {
   void rms_norm_backward(const Tensor&, const Tensor&, const Tensor&, double, Tensor&, Tensor&) override {
     no_cuda("rms_norm_backward");
   }
+  void sign_step(Tensor&, const Tensor&, double) override { no_cuda("sign_sgd_step_"); }
 };
 
 }  // namespace

@@ -5,6 +5,7 @@
 //                 bit-identical to the CPU's serial loop;
 //   topk:         one warp per row, k selection passes over the row (k is small in practice:
 //                 router top-k, sampling); order NaN first, then larger values, ties → lower index.
+// index_select of contiguous rows of 16-byte multiples copies 16 bytes per thread instead.
 // Index tensors are validated on the host (they are short: token ids, expert ids) so that an
 // out-of-range index is a ShapeError naming the value and position, exactly as on the CPU.
 #include <vector>
@@ -44,6 +45,19 @@ __global__ void index_select_kernel(const E* x, E* out, Descs<2> L, int64_t n, c
     offsets_of(L, o, off);
     const int64_t i = (o / inner) % n_idx;
     out[off[0]] = x[off[1] + index_at(idx, sidx, i) * sdim];
+  }
+}
+
+// The common case of a contiguous x and out whose selected slices are whole rows of 16-byte
+// units (the sample gathers of SignRound: [n, s, H] -> [batch, s, H]): x [outer, x_dim, units],
+// out [outer, n_idx, units], one uint4 per thread and one index load per unit.
+template <class I>
+__global__ void index_select_rows_kernel(const uint4* x, uint4* out, int64_t n, const I* idx, int64_t sidx,
+                                         int64_t units, int64_t n_idx, int64_t x_dim) {
+  ARQ_GRID_STRIDE(u, n) {
+    const int64_t row = u / units, c = u - row * units;
+    const int64_t o = row / n_idx, i = row - o * n_idx;
+    out[u] = x[((o * x_dim) + index_at(idx, sidx, i)) * units + c];
   }
 }
 
@@ -142,6 +156,19 @@ void index_select(const Tensor& x, int64_t dim, const Tensor& index, Tensor& out
   int64_t inner = 1;
   for (int64_t d = dim + 1; d < out.dim(); ++d) inner *= out.size(d);
   cudaStream_t s = stream_for(out.device());
+  const int64_t row_bytes = inner * static_cast<int64_t>(x.itemsize());
+  if (x.is_contiguous() && out.is_contiguous() && row_bytes % 16 == 0 && aligned_to(x.data_ptr(), 16) &&
+      aligned_to(out.data_ptr(), 16)) {
+    const int64_t units = row_bytes / 16, n_units = n / inner * units;
+    dispatch_index(index, [&](auto pidx) {
+      using I = std::remove_const_t<std::remove_pointer_t<decltype(pidx)>>;
+      index_select_rows_kernel<I><<<blocks_for(n_units, kThreads), kThreads, 0, s>>>(
+          static_cast<const uint4*>(x.data_ptr()), static_cast<uint4*>(out.data_ptr()), n_units, pidx,
+          index.stride(0), units, out.size(dim), x.size(dim));
+      CUDA_CHECK_LAUNCH();
+    });
+    return;
+  }
   dispatch_width(x.itemsize(), [&](auto wtag) {
     using E = decltype(wtag);
     dispatch_index(index, [&](auto pidx) {

@@ -190,6 +190,36 @@ TEST_CASE("fused rms_norm backward: finite differences in f64, one-sided needs")
   CHECK(diff_bits(dw, rms_norm_backward(x, w, g, 1e-6).second) == "");
 }
 
+TEST_CASE("fused SignSGD step: equals copy_(p, sub(p, affine(sign(d), lr, 0))) bit for bit, signed zeros and NaN too") {
+  for (DType dt : kFloats)
+    for (double lr : {1.0 / 200, 1.0 / 3}) {
+      INFO(dtype_name(dt), " lr ", lr);
+      std::vector<double> pv, dv;
+      for (int i = 0; i < 997; ++i) {
+        pv.push_back(i % 17 == 0 ? (i % 2 ? -0.0 : 0.0) : std::sin(0.7 * i) * (i % 5 + 1) * 0.3);
+        dv.push_back(i % 13 == 0 ? (i % 2 ? -0.0 : 0.0) : i % 101 == 0 ? NAN : std::cos(1.3 * i) * 1e-3);
+      }
+      const Tensor p0 = from_vector(pv, {997}, dt), d = from_vector(dv, {997}, dt);
+      Tensor want = p0.clone(), got = p0.clone();
+      copy_(want, sub(want, affine(sign(d), lr, 0.0)));
+      sign_sgd_step_(got, d, lr);
+      CHECK(diff_bits(got, want) == "");
+      const std::vector<double> a = to_vector(got), b = to_vector(want);
+      int sign_mismatch = 0;
+      for (size_t i = 0; i < a.size(); ++i) sign_mismatch += std::signbit(a[i]) != std::signbit(b[i]);
+      CHECK(sign_mismatch == 0);
+      // a non-contiguous parameter takes the composition: same bits
+      Tensor wide = from_vector(std::vector<double>(2 * 997, 0.5), {997, 2}, dt);
+      Tensor col = wide.narrow(1, 0, 1).squeeze(1);
+      copy_(col, p0);
+      sign_sgd_step_(col, d, lr);
+      CHECK(diff_bits(col.contiguous(), want) == "");
+    }
+  Tensor p = zeros({3});
+  CHECK_THROWS_AS(sign_sgd_step_(p, zeros({4}), 0.1), ShapeError);
+  CHECK_THROWS_AS(sign_sgd_step_(p, zeros({3}, DType::f64), 0.1), DTypeError);
+}
+
 TEST_CASE("fused ops: errors name the op and the shapes") {
   Tensor a = zeros({5, 7}), b = zeros({5, 6});
   CHECK_THROWS_AS(swiglu(a, b), ShapeError);

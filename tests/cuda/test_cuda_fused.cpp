@@ -67,6 +67,16 @@ void add_cases(std::vector<FusedCase>& cases) {
                        },
                        {tdg, th}});
     }
+    for (double lr : {1.0 / 200, 1.0 / 3})   // SignSGD's update: exact (sign, one product by ±1, one subtraction)
+      for (const auto& e : ew)
+        cases.push_back({cat("sign_sgd_step_ lr ", lr, " ", dtype_name(dt), " ", shape_str(e.shape), " ", view_name(e.view)),
+                         {make_input(e.shape, dt, Fill::wide, e.view, 121), make_input(e.shape, dt, Fill::signed_unit, e.view, 122)},
+                         [lr](const std::vector<Tensor>& x) {
+                           Tensor p = x[0].clone();
+                           sign_sgd_step_(p, x[1], lr);
+                           return Outputs{p};
+                         },
+                         {exact()}});
     const struct {
       Shape shape;
       View view;
@@ -97,7 +107,7 @@ void add_cases(std::vector<FusedCase>& cases) {
 
 }  // namespace
 
-TEST_CASE("cuda op table (fused): swiglu, swiglu_backward, rms_norm_backward on CUDA match the CPU") {
+TEST_CASE("cuda op table (fused): swiglu, swiglu_backward, rms_norm_backward, sign_sgd_step_ on CUDA match the CPU") {
   std::vector<FusedCase> cases;
   add_cases(cases);
   run_op_table(cases, "fused op cases");

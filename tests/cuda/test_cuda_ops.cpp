@@ -301,6 +301,10 @@ void add_index(std::vector<Case>& cases) {
       cases.push_back({cat("index_select ", dtype_name(dt), " [13, 7] transposed dim 0 index ", dtype_name(it), " [6]"),
                        {make_input({13, 7}, dt, f, View::transposed, 91), {idx0, [](const Tensor& t) { return t; }}},
                        [](const std::vector<Tensor>& x) { return Outputs{index_select(x[0], 0, x[1])}; }, {exact()}});
+      // contiguous rows of 16-byte multiples: the 16-byte row-copy kernel
+      cases.push_back({cat("index_select ", dtype_name(dt), " [3, 7, 16] contiguous dim 1 index ", dtype_name(it), " [4]"),
+                       {make_input({3, 7, 16}, dt, f, View::contiguous, 93), {idx1, [](const Tensor& t) { return t; }}},
+                       [](const std::vector<Tensor>& x) { return Outputs{index_select(x[0], 1, x[1])}; }, {exact()}});
       cases.push_back({cat("index_select ", dtype_name(dt), " [5, 7, 3] sliced dim 1 index ", dtype_name(it), " [4]"),
                        {make_input({5, 7, 3}, dt, f, View::sliced, 92), {idx1, [](const Tensor& t) { return t; }}},
                        [](const std::vector<Tensor>& x) { return Outputs{index_select(x[0], 1, x[1])}; }, {exact()}});
