@@ -66,6 +66,8 @@ class FlashAttentionKernels {
 };
 
 FlashAttentionKernels& flash_attention_kernels_for(const Device& d);
+// Test/benchmark only (as set_backend_override): flash_attention_kernels_for returns `k` for devices of type `t`.
+void set_flash_attention_kernels_override(DeviceType t, FlashAttentionKernels* k);
 FlashAttentionKernels& cpu_flash_attention_kernels();    // kernels/cpu/flash_attention.cpp
 FlashAttentionKernels& cuda_flash_attention_kernels();   // kernels/cuda/cuda_flash_attention.cu, or its stub
 

@@ -7,7 +7,16 @@
 
 namespace arq {
 
+namespace {
+FlashAttentionKernels* g_flash_override[2] = {nullptr, nullptr};   // by DeviceType; test/benchmark only
+}  // namespace
+
+void set_flash_attention_kernels_override(DeviceType t, FlashAttentionKernels* k) {
+  g_flash_override[static_cast<int>(t)] = k;
+}
+
 FlashAttentionKernels& flash_attention_kernels_for(const Device& d) {
+  if (FlashAttentionKernels* o = g_flash_override[static_cast<int>(d.type)]) return *o;
   if (d.is_cpu()) return cpu_flash_attention_kernels();
   return cuda_flash_attention_kernels();
 }

@@ -13,7 +13,10 @@
 // Validation before timing: a 1-iteration tune must freeze exactly the RTN codes of the first
 // linear (iteration 0 of SignRound is RTN, spec/autoround.md §1.9).
 //
-//   build-x/bench/cuda/bench_signround_cuda [--quick] [--iters N] [--no-f32]
+// Then (bf16, unless --no-profile) one steady-state iteration again under bench/cuda/kernel_profile.h:
+// device time per kernel (op, dtype, shape), largest first, and their sum against the wall time.
+//
+//   build-x/bench/cuda/bench_signround_cuda [--quick] [--iters N] [--no-f32] [--no-profile]
 //   (--quick: seqlen 512, 3 iterations; lines starting "BENCH signround" feed scripts/gpu-check)
 #include <cuda_runtime.h>
 
@@ -24,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/cuda/kernel_profile.h"
 #include "bench/llama_8b_spec.h"
 #include "engine/ops.h"
 #include "kernels/cuda/cuda_api.h"
@@ -79,7 +83,7 @@ struct Result {
   double s_iter = 0, overhead_s = 0, peak_gib = 0, tflops = 0;
 };
 
-Result run(DType dt, int64_t seq, int64_t iters) {
+Result run(DType dt, int64_t seq, int64_t iters, bool profile) {
   Result r;
   r.dtype = dtype_name(dt);
   const Device dev = Device::cuda(0);
@@ -140,6 +144,18 @@ Result run(DType dt, int64_t seq, int64_t iters) {
     r.tflops = iteration_flops(spec, seq, params) / r.s_iter / 1e12;
     r.peak_gib = static_cast<double>(allocator_for(dev).peak_bytes()) / (1 << 30);
     r.ok = true;
+    if (profile) {   // one steady-state iteration (the step after iteration 1 and iteration 2), by kernel
+      bench::KernelProfile prof;
+      quant::SignRoundOptions po = o;
+      po.iters = 3;
+      po.on_iter = [&](int64_t i, int64_t, double) {
+        if (i == 1) prof.start();
+        if (i == 2) prof.stop();
+      };
+      quant::PyRandom prng(42);
+      (void)quant::tune_block(fn, linears, data, po, prng);
+      prof.report(28, (std::string("SignRound iteration ") + r.dtype).c_str());
+    }
     // loss: iteration 0 (RTN) and the best of the timed run, all 7 linears quantized
     std::printf("BENCH signround %s %.4f s/iter %.1f TFLOP/s overhead %.1f s peak %.2f GiB loss %.4g -> %.4g\n",
                 r.dtype.c_str(), r.s_iter, r.tflops, r.overhead_s, r.peak_gib, tr.loss_init, tr.loss_best);
@@ -156,14 +172,15 @@ Result run(DType dt, int64_t seq, int64_t iters) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  bool quick = false, f32 = true;
+  bool quick = false, f32 = true, profile = true;
   int64_t iters = 5;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) quick = true;
     else if (std::strcmp(argv[i], "--no-f32") == 0) f32 = false;
+    else if (std::strcmp(argv[i], "--no-profile") == 0) profile = false;
     else if (std::strcmp(argv[i], "--iters") == 0 && i + 1 < argc) iters = std::max<int64_t>(3, std::atoll(argv[++i]));
     else {
-      std::printf("usage: bench_signround_cuda [--quick] [--iters N>=3] [--no-f32]\n");
+      std::printf("usage: bench_signround_cuda [--quick] [--iters N>=3] [--no-f32] [--no-profile]\n");
       return 2;
     }
   }
@@ -183,11 +200,11 @@ int main(int argc, char** argv) {
   const double gemm = gemm_tflops(kBatch * seq);
   std::printf("BENCH signround gemm bf16 %.1f TFLOP/s\n", gemm);
   std::vector<Result> rs;
-  rs.push_back(run(DType::bf16, seq, iters));
+  rs.push_back(run(DType::bf16, seq, iters, profile));
   // f32 needs about twice bf16's activations and weights: try it only when that fits.
   const double need = rs[0].peak_gib * 2.2;
   if (f32 && rs[0].ok && need < static_cast<double>(total_b) / (1 << 30)) {
-    rs.push_back(run(DType::f32, seq, iters));
+    rs.push_back(run(DType::f32, seq, iters, false));
   } else if (f32) {
     std::printf("  f32 skipped: about %.0f GiB needed (2.2 x the bf16 peak), card has %.0f GiB\n", need,
                 static_cast<double>(total_b) / (1 << 30));
