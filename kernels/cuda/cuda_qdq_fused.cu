@@ -3,12 +3,17 @@
 // so the forward and the codes are bit-identical to the CPU kernel (and so to the composition);
 // the backward differs from the CPU only in the order of its f64 row sums.
 //
-//   qdq_forward:   one thread per element of the grouped weight [n_rows, G] (grid-stride), the
-//                  row's scale recomputed from its wmin/wmax/α/β (a few flops, cached loads);
-//                  writes ŵ [out, in] in the weight dtype, or u8 codes (+ scales/zeros per row);
+//   qdq_forward:   ŵ of the common layout (groups of G % 4 == 0 tiling each row): a warp per row,
+//                  the row's scale once per lane, 16-byte loads; otherwise, and for the u8 codes, one thread per
+//                  element of the grouped weight [n_rows, G] (grid-stride), the row's scale
+//                  recomputed from its wmin/wmax/α/β; writes ŵ [out, in] in the weight dtype,
+//                  or u8 codes (+ scales/zeros per row);
 //   qdq_backward:  TPR threads per row (a warp for G ≤ 1024, else a 256-thread block): dV per
-//                  element, the four f64 sums reduced across the row, then dα, dβ;
+//                  element, the four f64 sums reduced across the row, then dα, dβ (the common
+//                  layout: a warp per row, 4 elements per lane and step, 16-byte loads);
 //   dequantize:    one thread per element of [out, in].
+#include <algorithm>
+
 #include "engine/qdq_fused.h"
 #include "kernels/cpu/qdq_consts.h"
 #include "kernels/cpu/qdq_math.h"
@@ -66,6 +71,41 @@ __global__ void qdq_forward_kernel(qdq::Consts k, Layout L, Params p, T* w_hat, 
   }
 }
 
+// ŵ for the common layout (groups of G % 4 == 0 elements tiling each output row: no padding, so
+// row r's outputs are [r·G, (r + 1)·G)): a warp per row computes the row's scale once per lane
+// instead of once per element, with no index divisions, 16-byte loads of wg and V and 4 outputs
+// per store. The per-element math is the same qdq_math.h code, so the bits are the same.
+template <class T>
+__global__ void qdq_forward_rows_kernel(qdq::Consts k, Layout L, Params p, T* w_hat) {
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
+  const int lane = threadIdx.x & 31;
+  const int64_t quads = L.G / 4;
+  for (int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32; r < L.rows; r += warps) {
+    const qdq::Row row = row_at(k, p, r);
+    const float4* wr = reinterpret_cast<const float4*>(p.wg + r * L.G);
+    const float4* vr = p.v ? reinterpret_cast<const float4*>(p.v + r * L.G) : nullptr;
+    Vec<T, 4>* out = reinterpret_cast<Vec<T, 4>*>(w_hat + r * L.G);
+    for (int64_t c = lane; c < quads; c += 32) {
+      const float4 w = wr[c];
+      const float4 v = vr ? vr[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+      const bool hv = vr != nullptr;
+      Vec<T, 4> o;
+      o.v[0] = dconvert<T>(qdq::q_mul(row.sc, qdq::elem_of(k, row, w.x, v.x, hv).t));
+      o.v[1] = dconvert<T>(qdq::q_mul(row.sc, qdq::elem_of(k, row, w.y, v.y, hv).t));
+      o.v[2] = dconvert<T>(qdq::q_mul(row.sc, qdq::elem_of(k, row, w.z, v.z, hv).t));
+      o.v[3] = dconvert<T>(qdq::q_mul(row.sc, qdq::elem_of(k, row, w.w, v.w, hv).t));
+      out[c] = o;
+    }
+  }
+}
+
+// Whether qdq_forward_rows_kernel applies: grouped (not per-tensor), G a multiple of 4 that
+// divides `in`, 16-byte aligned wg / V and an ŵ aligned to 4 elements.
+bool rows_layout(const Layout& L, const Params& p, const void* w_hat, size_t elem) {
+  return !L.per_tensor && L.G % 4 == 0 && L.in == L.n_g * L.G && aligned_to(p.wg, 16) &&
+         (p.v == nullptr || aligned_to(p.v, 16)) && aligned_to(w_hat, 4 * elem);
+}
+
 __global__ void qdq_row_params_kernel(qdq::Consts k, Layout L, Params p, float* scales, int32_t* zeros) {
   ARQ_GRID_STRIDE(r, L.rows) {
     const qdq::Row row = row_at(k, p, r);
@@ -116,6 +156,50 @@ __global__ void qdq_backward_kernel(qdq::Consts k, Layout L, Params p, const GT*
   if (db) db[r] = rg.dbeta;
 }
 
+// The backward for the rows_layout case (see qdq_forward_rows_kernel), G ≤ 1024: a warp per row,
+// 4 consecutive elements per lane and step (16-byte loads of wg, V and dV stores; 4 gradients per
+// load), so every lane's loads are issued together. Only the order of the f64 row sums differs
+// from qdq_backward_kernel.
+template <class GT>
+__global__ void qdq_backward_rows_kernel(qdq::Consts k, Layout L, Params p, const GT* g, float* dv, float* da,
+                                         float* db) {
+  const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x & 31;
+  if (r >= L.rows) return;  // a whole warp leaves together
+  const qdq::Row row = row_at(k, p, r);
+  const float4* xr = reinterpret_cast<const float4*>(p.wg + r * L.G);
+  const float4* vr = p.v ? reinterpret_cast<const float4*>(p.v + r * L.G) : nullptr;
+  const Vec<GT, 4>* gr = reinterpret_cast<const Vec<GT, 4>*>(g + r * L.G);
+  float4* dvr = dv ? reinterpret_cast<float4*>(dv + r * L.G) : nullptr;
+  const bool hv = vr != nullptr, asym = k.kind == qdq::kAsym;
+  qdq::RowSums s;
+  for (int64_t c = lane; c < L.G / 4; c += 32) {
+    const float4 x = xr[c];
+    const float4 v = hv ? vr[c] : make_float4(0.f, 0.f, 0.f, 0.f);
+    const Vec<GT, 4> gg = gr[c];
+    const float xs[4] = {x.x, x.y, x.z, x.w}, vs[4] = {v.x, v.y, v.z, v.w};
+    float d[4];
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const qdq::Terms tm = qdq::elem_terms(k, row, qdq::elem_of(k, row, xs[e], vs[e], hv), narrow_f32(gg.v[e]));
+      s.add(tm, asym);
+      d[e] = tm.dv;
+    }
+    if (dvr) dvr[c] = make_float4(d[0], d[1], d[2], d[3]);
+  }
+  if (!da && !db) return;
+  s.a = warp_sum(s.a);
+  s.b = warp_sum(s.b);
+  if (asym) {
+    s.z1 = warp_sum(s.z1);
+    s.z2 = warp_sum(s.z2);
+  }
+  if (lane != 0) return;
+  const qdq::RowGrad rg = qdq::row_backward(k, row, p.wmin[r], p.wmax[r], s);
+  if (da) da[r] = rg.dalpha;
+  if (db) db[r] = rg.dbeta;
+}
+
 template <class T>
 __global__ void dequantize_kernel(const uint8_t* codes, const float* sc, const int32_t* zp, const float* mn, Layout L,
                                   int64_t out, T* o) {
@@ -151,6 +235,26 @@ class CudaQdq final : public QdqKernels {
       CUDA_CHECK_LAUNCH();
       return;
     }
+    if (rows_layout(L, p, w_hat.data_ptr(), w_hat.itemsize())) {
+      constexpr int kWarps = kThreads / 32;
+      const int64_t blocks = std::min<int64_t>((L.rows + kWarps - 1) / kWarps, int64_t{1} << 20);
+      const unsigned gr = static_cast<unsigned>(blocks);
+      switch (w_hat.dtype()) {
+        case DType::f32:
+          qdq_forward_rows_kernel<float><<<gr, kThreads, 0, st>>>(k, L, p, static_cast<float*>(w_hat.data_ptr()));
+          break;
+        case DType::f16:
+          qdq_forward_rows_kernel<__half><<<gr, kThreads, 0, st>>>(k, L, p, static_cast<__half*>(w_hat.data_ptr()));
+          break;
+        case DType::bf16:
+          qdq_forward_rows_kernel<__nv_bfloat16>
+              <<<gr, kThreads, 0, st>>>(k, L, p, static_cast<__nv_bfloat16*>(w_hat.data_ptr()));
+          break;
+        default: throw UnsupportedError(cat("[qdq_fused] weight dtype ", dtype_name(w_hat.dtype()), " on cuda"));
+      }
+      CUDA_CHECK_LAUNCH();
+      return;
+    }
     switch (w_hat.dtype()) {
       case DType::f32:
         qdq_forward_kernel<float><<<grid, kThreads, 0, st>>>(k, L, p, static_cast<float*>(w_hat.data_ptr()), nullptr);
@@ -176,7 +280,12 @@ class CudaQdq final : public QdqKernels {
     auto launch = [&](auto tag) {
       using GT = decltype(tag);
       const GT* pg = static_cast<const GT*>(g.data_ptr());
-      if (L.G <= 1024) {
+      if (L.G <= 1024 && rows_layout(L, p, pg, sizeof(GT)) && (dv == nullptr || aligned_to(dv, 16))) {
+        constexpr int kRows = kThreads / 32;
+        const int64_t blocks = (L.rows + kRows - 1) / kRows;
+        ARQ_CHECK(blocks <= 0x7fffffff, UnsupportedError, "[qdq_fused_backward] ", L.rows, " rows on cuda");
+        qdq_backward_rows_kernel<GT><<<static_cast<unsigned>(blocks), kThreads, 0, st>>>(k, L, p, pg, dv, da, db);
+      } else if (L.G <= 1024) {
         constexpr int TPR = 32, kRows = kThreads / TPR;
         const int64_t blocks = (L.rows + kRows - 1) / kRows;
         ARQ_CHECK(blocks <= 0x7fffffff, UnsupportedError, "[qdq_fused_backward] ", L.rows, " rows on cuda");

@@ -112,6 +112,10 @@ TEST_CASE("cuda op qdq fused: forward, codes, dequantize and gradients on CUDA m
         }
   for (QDataType type : {QDataType::int_sym, QDataType::int_asym, QDataType::int_sym_gptq}) {
     run_case({type, 4, 128, 256, 4096, DType::bf16, DType::f16}, seed++);  // 8192 warp rows
+    // groups tiling the rows exactly: the forward's warp-per-row kernel, every weight dtype
+    run_case({type, 3, 32, 7, 96, DType::f16, DType::bf16}, seed++);
+    run_case({type, 8, 32, 5, 64, DType::f32, DType::f32}, seed++);
+    run_case({type, 2, 128, 3, 384, DType::bf16, DType::f16}, seed++);
     run_case({type, 4, -1, 24, 1100, DType::bf16, DType::f16}, seed++);    // block rows
     run_case({type, 2, 0, 33, 70, DType::f32, DType::f16}, seed++);        // per tensor
   }
