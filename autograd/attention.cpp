@@ -41,21 +41,9 @@ DType soft_dtype(DType act) { return act == DType::f64 ? DType::f64 : DType::f32
 Tensor to_dtype(const Tensor& t, DType dt) { return t.dtype() == dt ? t : arq::cast(t, dt); }
 
 Dims check_dims(const Var& q, const Var& k, const Var& v, const AttentionOptions& o, const char* op) {
-  ARQ_CHECK(q.defined() && k.defined() && v.defined(), ShapeError, "[", op, "] undefined q, k or v");
-  ARQ_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError, "[", op,
-            "] q, k, v must be [b, heads, seq, head_dim], got ", q.str(), ", ", k.str(), ", ", v.str());
+  const auto value = [](const Var& x) { return x.defined() ? x.value() : Tensor(); };
+  check_attention_inputs(op, value(q), value(k), value(v), o.causal, o.window);
   Dims d{q.size(0), q.size(1), k.size(1), 0, q.size(2), k.size(2), q.size(3)};
-  ARQ_CHECK(k.shape() == v.shape() && k.size(0) == d.b && k.size(3) == d.hd && d.nkv > 0 && d.nh % d.nkv == 0,
-            ShapeError, "[", op, "] q ", q.str(), ", k ", k.str(), ", v ", v.str(),
-            " do not fit (k and v alike, same batch and head_dim, kv heads dividing query heads)");
-  ARQ_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype() && is_floating(q.dtype()), DTypeError, "[", op,
-            "] q, k, v need one floating dtype, got ", q.str(), ", ", k.str(), ", ", v.str());
-  ARQ_CHECK(q.device() == k.device() && q.device() == v.device(), DeviceError, "[", op,
-            "] q, k, v on different devices: ", q.str(), ", ", k.str(), ", ", v.str());
-  ARQ_CHECK(!o.causal || d.s <= d.skv, ShapeError, "[", op, "] causal attention needs queries (", d.s,
-            ") <= keys (", d.skv, ")");
-  ARQ_CHECK(o.window >= 0 && (o.window == 0 || o.causal), UsageError, "[", op, "] window ", o.window,
-            " needs causal = true");
   if (o.mask.defined())
     ARQ_CHECK(o.mask.dim() == 4 && o.mask.size(1) == 1 && o.mask.size(2) == d.s && o.mask.size(3) == d.skv &&
                   (o.mask.size(0) == d.b || o.mask.size(0) == 1) && is_floating(o.mask.dtype()) &&

@@ -39,6 +39,13 @@ struct FlashGrads {
   Tensor dv;    // likewise
 };
 
+// The rules every attention op checks (flash builders, ag::attention_core, ag::attention_composed):
+// q [b, nh, s, hd], k and v [b, nkv, s_kv, hd] with nkv dividing nh, one floating dtype, one
+// device; causal needs s ≤ s_kv; a window needs causal. Throws ShapeError / DTypeError /
+// DeviceError / UsageError naming `op` and the shapes.
+void check_attention_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                            int64_t window);
+
 // True when the kernels of q's device run these inputs: the CPU reference runs every floating
 // dtype and head_dim; CUDA runs bf16 and f16 with head_dim 64 or 128 (sm_80 and later).
 bool flash_attention_supported(const Tensor& q, const Tensor& k, const Tensor& v);

@@ -30,21 +30,8 @@ struct Dims {
 };
 
 Dims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, const FlashAttentionParams& p) {
-  ARQ_CHECK(q.defined() && k.defined() && v.defined(), ShapeError, "[", op, "] undefined q, k or v");
-  ARQ_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError, "[", op,
-            "] q, k, v must be [b, heads, seq, head_dim], got ", q.str(), ", ", k.str(), ", ", v.str());
+  check_attention_inputs(op, q, k, v, p.causal, p.window);
   const Dims d{q.size(0), q.size(1), k.size(1), q.size(2), k.size(2), q.size(3)};
-  ARQ_CHECK(k.shape() == v.shape() && k.size(0) == d.b && k.size(3) == d.hd && d.nkv > 0 && d.nh % d.nkv == 0,
-            ShapeError, "[", op, "] q ", q.str(), ", k ", k.str(), ", v ", v.str(),
-            " do not fit (k and v alike, same batch and head_dim, kv heads dividing query heads)");
-  ARQ_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype() && is_floating(q.dtype()), DTypeError, "[", op,
-            "] q, k, v need one floating dtype, got ", q.str(), ", ", k.str(), ", ", v.str());
-  ARQ_CHECK(q.device() == k.device() && q.device() == v.device(), DeviceError, "[", op,
-            "] q, k, v on different devices: ", q.str(), ", ", k.str(), ", ", v.str());
-  ARQ_CHECK(!p.causal || d.s <= d.skv, ShapeError, "[", op, "] causal attention needs queries (", d.s,
-            ") <= keys (", d.skv, ")");
-  ARQ_CHECK(p.window >= 0 && (p.window == 0 || p.causal), UsageError, "[", op, "] window ", p.window,
-            " needs causal = true");
   ARQ_CHECK(flash_attention_kernels_for(q.device()).supports(q.dtype(), d.hd), UnsupportedError, "[", op,
             "] no flash attention kernel on ", q.device().str(), " for ", q.str(),
             " (CUDA: bf16 or f16, head_dim 64 or 128); use ag::attention_core's chunked path");
@@ -66,6 +53,24 @@ Tensor seq_major(int64_t b, int64_t h, int64_t n, int64_t hd, DType dt, Device d
 }
 
 }  // namespace
+
+void check_attention_inputs(const char* op, const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                            int64_t window) {
+  ARQ_CHECK(q.defined() && k.defined() && v.defined(), ShapeError, "[", op, "] undefined q, k or v");
+  ARQ_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, ShapeError, "[", op,
+            "] q, k, v must be [b, heads, seq, head_dim], got ", q.str(), ", ", k.str(), ", ", v.str());
+  const int64_t b = q.size(0), nh = q.size(1), nkv = k.size(1), s = q.size(2), skv = k.size(2), hd = q.size(3);
+  ARQ_CHECK(k.shape() == v.shape() && k.size(0) == b && k.size(3) == hd && nkv > 0 && nh % nkv == 0, ShapeError, "[",
+            op, "] q ", q.str(), ", k ", k.str(), ", v ", v.str(),
+            " do not fit (k and v alike, same batch and head_dim, kv heads dividing query heads)");
+  ARQ_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype() && is_floating(q.dtype()), DTypeError, "[", op,
+            "] q, k, v need one floating dtype, got ", q.str(), ", ", k.str(), ", ", v.str());
+  ARQ_CHECK(q.device() == k.device() && q.device() == v.device(), DeviceError, "[", op,
+            "] q, k, v on different devices: ", q.str(), ", ", k.str(), ", ", v.str());
+  ARQ_CHECK(!causal || s <= skv, ShapeError, "[", op, "] causal attention needs queries (", s, ") <= keys (", skv,
+            ")");
+  ARQ_CHECK(window >= 0 && (window == 0 || causal), UsageError, "[", op, "] window ", window, " needs causal = true");
+}
 
 bool flash_attention_supported(const Tensor& q, const Tensor& k, const Tensor& v) {
   if (!q.defined() || !k.defined() || !v.defined() || q.dim() != 4 || k.dim() != 4 || k.shape() != v.shape())
