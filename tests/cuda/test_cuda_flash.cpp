@@ -50,7 +50,7 @@ Tensor seq_major(int64_t b, int64_t h, int64_t n, int64_t hd, uint64_t seed, DTy
 
 }  // namespace
 
-TEST_CASE("cuda flash attention: O, lse and the gradients match the CPU reference kernels") {
+TEST_CASE("cuda op flash attention: O, lse and the gradients match the CPU reference kernels") {
   const Device dev = device_under_test();
   struct Shape_ {
     int64_t b, s, past;
@@ -101,7 +101,7 @@ TEST_CASE("cuda flash attention: O, lse and the gradients match the CPU referenc
   CHECK(passed == cases);
 }
 
-TEST_CASE("cuda flash attention: attention_core takes the flash path on CUDA and agrees with its chunked path") {
+TEST_CASE("cuda op flash attention: attention_core takes the flash path on CUDA and agrees with its chunked path") {
   const Device dev = device_under_test();
   const int64_t b = 2, nkv = 2, nh = 8, s = 200, hd = 128;
   const Tensor q = seq_major(b, nh, s, hd, 51, DType::bf16).to(dev);
@@ -127,7 +127,7 @@ TEST_CASE("cuda flash attention: attention_core takes the flash path on CUDA and
   }
 }
 
-TEST_CASE("cuda flash attention: a Mistral-style block (window 5, head_dim 64, bf16) on the device matches the CPU") {
+TEST_CASE("cuda op flash attention: a Mistral-style block (window 5, head_dim 64, bf16) on the device matches the CPU") {
   // The model path: block_inputs marks its masks structural, so on CUDA the block's attention takes
   // the flash kernels with causal = true and window = 5 (the mask is not read); the CPU block runs
   // the composition with the additive mask. Output and the gradient of the block input agree to
