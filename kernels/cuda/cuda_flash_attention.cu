@@ -206,6 +206,21 @@ __device__ __forceinline__ void key_range(const FlashArgs& a, int r0, int r1, in
   kbeg = kbeg / BN * BN;
 }
 
+// K and V tiles of BN keys from key k0 into one buffer [K tile | V tile], as one cp.async group.
+template <int BN, int HD, class T>
+__device__ __forceinline__ void issue_kv(T* buf, const T* k, const T* v, const FlashArgs& a, int k0) {
+  load_tile_async<BN, HD>(buf, k, a.k.sr, k0, a.skv);
+  load_tile_async<BN, HD>(buf + BN * (HD + 8), v, a.v.sr, k0, a.skv);
+  cp_async_commit();
+}
+
+// Whether the key tile [k0, k0 + BN) needs per-element masking for the query positions
+// [first, last]: it runs past s_kv, or some pair is hidden by causality or the window.
+template <int BN>
+__device__ __forceinline__ bool key_tile_edge(const FlashArgs& a, int k0, int64_t first, int64_t last) {
+  return k0 + BN > a.skv || (a.causal && (k0 + BN - 1 > first || (a.window > 0 && k0 <= last - a.window)));
+}
+
 // ---- forward --------------------------------------------------------------------------------
 
 template <int HD, class T>
@@ -245,22 +260,13 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(FlashArgs a) {
   const int64_t first = a.past + r0, last = a.past + r1 - 1;
   int kbeg, kend;
   key_range<BN>(a, r0, r1, kbeg, kend);
-  if (kbeg < kend) {
-    load_tile_async<BN, HD>(sbuf, k, a.k.sr, kbeg, a.skv);
-    load_tile_async<BN, HD>(sbuf + TILE, v, a.v.sr, kbeg, a.skv);
-    cp_async_commit();
-  }
+  if (kbeg < kend) issue_kv<BN, HD>(sbuf, k, v, a, kbeg);
   for (int k0 = kbeg, buf = 0; k0 < kend; k0 += BN, buf ^= 1) {
     // This tile has landed, and every warp is done with the other buffer (the previous tile):
     // fetch the next tile into it while this one is computed.
     cp_async_wait_all();
     __syncthreads();
-    if (k0 + BN < kend) {
-      T* nb = sbuf + (buf ^ 1) * 2 * TILE;
-      load_tile_async<BN, HD>(nb, k, a.k.sr, k0 + BN, a.skv);
-      load_tile_async<BN, HD>(nb + TILE, v, a.v.sr, k0 + BN, a.skv);
-      cp_async_commit();
-    }
+    if (k0 + BN < kend) issue_kv<BN, HD>(sbuf + (buf ^ 1) * 2 * TILE, k, v, a, k0 + BN);
     const T* sK = sbuf + buf * 2 * TILE;
     const T* sV = sK + TILE;
     float sc[BN / 8][4];
@@ -276,8 +282,7 @@ __global__ void __launch_bounds__(128) flash_fwd_kernel(FlashArgs a) {
         Mma<T>::run(sc[n + 1], qf[kk], b1);
       }
     // Scale into the log2 domain, mask the tiles that straddle an edge, running row maxima.
-    const bool edge = k0 + BN > a.skv ||
-                      (a.causal && (k0 + BN - 1 > first || (a.window > 0 && k0 <= last - a.window)));
+    const bool edge = key_tile_edge<BN>(a, k0, first, last);
     float mx[2] = {m[0], m[1]};
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n)
@@ -538,20 +543,11 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_kernel(FlashArgs a) {
   key_range<BN>(a, r0, r1, kbeg, kend);
   const T* k = rows_at<T>(a.k, bi, hk);
   const T* v = rows_at<T>(a.v, bi, hk);
-  if (kbeg < kend) {
-    load_tile_async<BN, HD>(sbuf, k, a.k.sr, kbeg, a.skv);
-    load_tile_async<BN, HD>(sbuf + TILE, v, a.v.sr, kbeg, a.skv);
-    cp_async_commit();
-  }
+  if (kbeg < kend) issue_kv<BN, HD>(sbuf, k, v, a, kbeg);
   for (int k0 = kbeg, buf = 0; k0 < kend; k0 += BN, buf ^= 1) {
     cp_async_wait_all();
     __syncthreads();
-    if (k0 + BN < kend) {
-      T* nb = sbuf + (buf ^ 1) * 2 * TILE;
-      load_tile_async<BN, HD>(nb, k, a.k.sr, k0 + BN, a.skv);
-      load_tile_async<BN, HD>(nb + TILE, v, a.v.sr, k0 + BN, a.skv);
-      cp_async_commit();
-    }
+    if (k0 + BN < kend) issue_kv<BN, HD>(sbuf + (buf ^ 1) * 2 * TILE, k, v, a, k0 + BN);
     const T* sK = sbuf + buf * 2 * TILE;
     const T* sV = sK + TILE;
     float sc[BN / 8][4], dp[BN / 8][4];
@@ -571,8 +567,7 @@ __global__ void __launch_bounds__(128) flash_bwd_dq_kernel(FlashArgs a) {
         Mma<T>::run(dp[n], of[kk], v0f);       // dP = dO·Vᵀ
         Mma<T>::run(dp[n + 1], of[kk], v1f);
       }
-    const bool edge = k0 + BN > a.skv ||
-                      (a.causal && (k0 + BN - 1 > first || (a.window > 0 && k0 <= last - a.window)));
+    const bool edge = key_tile_edge<BN>(a, k0, first, last);
 #pragma unroll
     for (int n = 0; n < BN / 8; ++n)
 #pragma unroll
