@@ -9,6 +9,21 @@
 
 namespace arq {
 
+// The inputs' f32 data pointers, v / alpha / beta null when undefined (host code; the CUDA kernels
+// take the struct by value).
+struct QdqPtrs {
+  const float* wg;    // [rows, G]
+  const float* wmin;  // [rows]
+  const float* wmax;  // [rows]
+  const float* v;     // [rows, G] or null
+  const float* a;     // [rows] or null
+  const float* b;     // [rows] or null
+};
+inline QdqPtrs qdq_ptrs_of(const QdqInputs& x) {
+  auto f = [](const Tensor& t) { return t.defined() ? static_cast<const float*>(t.data_ptr()) : nullptr; };
+  return {f(x.wg), f(x.wmin), f(x.wmax), f(x.v), f(x.alpha), f(x.beta)};
+}
+
 inline qdq::Consts qdq_consts_of(const QdqSpec& s) {
   qdq::Consts k{};
   k.kind = s.kind == QdqKind::int_sym ? qdq::kSym : (s.kind == QdqKind::int_asym ? qdq::kAsym : qdq::kGptq);

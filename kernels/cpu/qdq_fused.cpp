@@ -30,8 +30,6 @@ RowSpan span_of(const QdqSpec& s, int64_t r) {
   return {o * s.in + k * s.group_len, std::min(s.in, (k + 1) * s.group_len) - k * s.group_len};
 }
 
-const float* ptr_or_null(const Tensor& t) { return t.defined() ? t.data<float>() : nullptr; }
-
 // Rows per task: ~kElementwiseGrain elements.
 int64_t row_grain(const QdqSpec& s) { return std::max<int64_t>(1, kElementwiseGrain / s.group_len); }
 
@@ -71,12 +69,7 @@ ARQ_INLINE void row_forward(const qdq::Consts k0, const qdq::Row row, const floa
 template <class T>
 void forward_typed(const QdqInputs& x, const QdqSpec& s, T* out, float* scales, int32_t* zeros) {
   const int64_t G = s.group_len;
-  const float* wg = x.wg.data<float>();
-  const float* wmin = x.wmin.data<float>();
-  const float* wmax = x.wmax.data<float>();
-  const float* v = ptr_or_null(x.v);
-  const float* a = ptr_or_null(x.alpha);
-  const float* b = ptr_or_null(x.beta);
+  const auto [wg, wmin, wmax, v, a, b] = qdq_ptrs_of(x);
   const qdq::Consts k = qdq_consts_of(s);
   with_kind(k.kind, [&](auto kind) {
     constexpr int kKind = decltype(kind)::value;
@@ -122,12 +115,7 @@ ARQ_INLINE void row_terms(const qdq::Consts k0, const qdq::Row row, const float*
 template <class GT>
 void backward_rows(const QdqInputs& x, const QdqSpec& s, const Tensor& g, QdqGrads& out) {
   const int64_t G = s.group_len;
-  const float* wg = x.wg.data<float>();
-  const float* wmin = x.wmin.data<float>();
-  const float* wmax = x.wmax.data<float>();
-  const float* v = ptr_or_null(x.v);
-  const float* a = ptr_or_null(x.alpha);
-  const float* b = ptr_or_null(x.beta);
+  const auto [wg, wmin, wmax, v, a, b] = qdq_ptrs_of(x);
   const GT* pg = static_cast<const GT*>(g.data_ptr());
   float* dv = out.dv.defined() ? out.dv.data<float>() : nullptr;
   float* da = out.dalpha.defined() ? out.dalpha.data<float>() : nullptr;

@@ -43,14 +43,7 @@ __device__ __forceinline__ void span_of(const Layout& L, int64_t r, int64_t& bas
   n = end - k * L.G;
 }
 
-struct Params {
-  const float* wg;    // [rows, G]
-  const float* wmin;  // [rows]
-  const float* wmax;  // [rows]
-  const float* v;     // [rows, G] or null
-  const float* a;     // [rows] or null
-  const float* b;     // [rows] or null
-};
+using Params = QdqPtrs;
 
 __device__ __forceinline__ qdq::Row row_at(const qdq::Consts& k, const Params& p, int64_t r) {
   return qdq::row_of(k, __ldg(p.wmin + r), __ldg(p.wmax + r), p.a ? p.a + r : nullptr, p.b ? p.b + r : nullptr);
@@ -212,10 +205,6 @@ __global__ void dequantize_kernel(const uint8_t* codes, const float* sc, const i
   }
 }
 
-const float* fptr(const Tensor& t) { return t.defined() ? static_cast<const float*>(t.data_ptr()) : nullptr; }
-Params params_of(const QdqInputs& x) {
-  return {fptr(x.wg), fptr(x.wmin), fptr(x.wmax), fptr(x.v), fptr(x.alpha), fptr(x.beta)};
-}
 float* out_ptr(const Tensor& t) { return t.defined() ? static_cast<float*>(t.data_ptr()) : nullptr; }
 
 class CudaQdq final : public QdqKernels {
@@ -223,7 +212,7 @@ class CudaQdq final : public QdqKernels {
   void forward(const QdqInputs& x, const QdqSpec& s, Tensor& w_hat, QdqCodes& codes) override {
     const qdq::Consts k = qdq_consts_of(s);
     const Layout L = layout_of(s);
-    const Params p = params_of(x);
+    const Params p = qdq_ptrs_of(x);
     cudaStream_t st = stream_for(x.wg.device());
     const int64_t n = L.rows * L.G;
     const int grid = blocks_for(n, kThreads);
@@ -274,7 +263,7 @@ class CudaQdq final : public QdqKernels {
   void backward(const QdqInputs& x, const QdqSpec& s, const Tensor& g, QdqGrads& grads) override {
     const qdq::Consts k = qdq_consts_of(s);
     const Layout L = layout_of(s);
-    const Params p = params_of(x);
+    const Params p = qdq_ptrs_of(x);
     cudaStream_t st = stream_for(x.wg.device());
     float *dv = out_ptr(grads.dv), *da = out_ptr(grads.dalpha), *db = out_ptr(grads.dbeta);
     auto launch = [&](auto tag) {
