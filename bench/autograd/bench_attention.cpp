@@ -1,5 +1,5 @@
 // bench_attention: forward + backward of causal GQA attention at the 1B Llama block's shape
-// (bench/llama_1b_spec.h: 16 heads, 8 kv heads, head_dim 128), attention_core (chunked,
+// (bench/llama_specs.h: 16 heads, 8 kv heads, head_dim 128), attention_core (chunked,
 // recomputing, causal tiles skipped) against the composition it replaced (attention_composed:
 // the whole [b, nh, s, s] score matrix, several copies saved for backward), and attention_core
 // with its row steps as the engine-op chain (core_chain_*) against the fused row kernels
@@ -24,7 +24,7 @@
 
 #include "autograd/attention.h"
 #include "autograd/autograd.h"
-#include "bench/llama_1b_spec.h"
+#include "bench/llama_specs.h"
 #include "engine/storage.h"
 
 namespace arq::bench {

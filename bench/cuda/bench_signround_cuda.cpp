@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "bench/cuda/kernel_profile.h"
-#include "bench/llama_8b_spec.h"
+#include "bench/llama_specs.h"
 #include "engine/ops.h"
 #include "kernels/cuda/cuda_api.h"
 #include "models/random_model.h"

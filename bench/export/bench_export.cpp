@@ -40,7 +40,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/llama_1b_spec.h"
+#include "bench/llama_specs.h"
 #include "engine/ops.h"
 #include "io/ggml_blocks.h"
 #include "io/gguf.h"

@@ -14,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/llama_1b_spec.h"
+#include "bench/llama_specs.h"
 #include "engine/ops.h"
 #include "models/family.h"
 #include "models/random_model.h"

@@ -38,7 +38,7 @@
 #include <string>
 #include <vector>
 
-#include "bench/llama_8b_spec.h"
+#include "bench/llama_specs.h"
 #include "autograd/attention.h"
 #include "engine/attention_rows.h"
 #include "engine/backend.h"

@@ -1,7 +1,7 @@
 // The SignRound qdq of one linear per iteration, forward + backward, fused (engine/qdq_fused.h:
 // one kernel each way) against the autograd composition it replaces (quant/qdq.cpp,
 // QdqImpl::composed: ~15 nodes, each a pass over the grouped weight), on the CPU at the Llama-1B
-// block's weight shapes (bench/llama_1b_spec.h): W4G128 int_sym and int_asym, bf16 weights, fp16
+// block's weight shapes (bench/llama_specs.h): W4G128 int_sym and int_asym, bf16 weights, fp16
 // scales, V and α/β tuned (minmax on), as tune_block runs it every iteration for every linear.
 //
 // Validation before timing: the fused ŵ must equal the composition's bit for bit and dV, dα, dβ
@@ -23,7 +23,7 @@
 #include <vector>
 
 #include "autograd/autograd.h"
-#include "bench/llama_1b_spec.h"
+#include "bench/llama_specs.h"
 #include "engine/ops.h"
 #include "quant/qdq.h"
 

@@ -15,7 +15,7 @@
 
 #include <cstdio>
 
-#include "bench/llama_1b_spec.h"
+#include "bench/llama_specs.h"
 #include "autograd/autograd.h"
 #include "engine/ops.h"
 #include "models/random_model.h"
