@@ -14,6 +14,7 @@
 #include "autograd/attention.h"
 #include "autograd/autograd.h"
 #include "engine/flash_attention.h"
+#include "tests/attention_test_util.h"
 #include "models/causal_lm.h"
 #include "models/family.h"
 #include "models/random_model.h"
@@ -47,23 +48,6 @@ Result run(bool flash, const Tensor& q0, const Tensor& k0, const Tensor& v0, con
   return {f(out.value()), f(q.grad()), f(k.grad()), f(v.grad())};
 }
 
-// ‖a − b‖ / ‖b‖ (b nonzero here: random inputs).
-double rel_err(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = to_vector(a), y = to_vector(b);
-  REQUIRE(x.size() == y.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    num += (x[i] - y[i]) * (x[i] - y[i]);
-    den += y[i] * y[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-300));
-}
-
-// [b, h, n, hd] values stored sequence-major ([b, n, h, hd] memory), as the projections make them.
-Tensor seq_major(int64_t b, int64_t h, int64_t n, int64_t hd, uint64_t seed, DType dt) {
-  return rand_normal({b, n, h, hd}, seed, 0, 1, dt).permute({0, 2, 1, 3});
-}
-
 TEST_CASE("attention_flash (CPU reference kernels) equals the composition: values and gradients") {
   int cases = 0;
   for (DType dt : {DType::f64, DType::f32, DType::bf16})
@@ -72,8 +56,8 @@ TEST_CASE("attention_flash (CPU reference kernels) equals the composition: value
         for (auto [s, past] : {std::pair<int64_t, int64_t>{1, 0}, {5, 0}, {37, 0}, {6, 3}}) {
           if (dt == DType::bf16 && s == 1) continue;
           const int64_t b = 2, nkv = 2, nh = nkv * g, hd = g == 2 ? 64 : 8, skv = s + past;
-          const Tensor q = seq_major(b, nh, s, hd, 1 + uint64_t(s * g), dt);
-          const Tensor k = seq_major(b, nkv, skv, hd, 2 + uint64_t(s * g), dt);
+          const Tensor q = arq::test::seq_major_normal(b, nh, s, hd, 1 + uint64_t(s * g), dt);
+          const Tensor k = arq::test::seq_major_normal(b, nkv, skv, hd, 2 + uint64_t(s * g), dt);
           const Tensor v = rand_normal({b, nkv, skv, hd}, 3 + uint64_t(s * g), 0, 1, dt);   // contiguous
           const AttentionOptions o = options_of(kind, hd);
           const Result fl = run(true, q, k, v, o, 7), ref = run(false, q, k, v, o, 7);
@@ -83,10 +67,10 @@ TEST_CASE("attention_flash (CPU reference kernels) equals the composition: value
           const double tol = dt == DType::f64 ? 1e-12 : dt == DType::f32 ? 2e-5 : 2e-2;
           const std::string ctx = cat(dtype_name(dt), " g", g, " s", s, " past", past, " hd", hd, " ", kind_name(kind));
           INFO(ctx);
-          CHECK(rel_err(fl.out, ref.out) <= tol);
-          CHECK(rel_err(fl.dq, ref.dq) <= tol);
-          CHECK(rel_err(fl.dk, ref.dk) <= tol);
-          CHECK(rel_err(fl.dv, ref.dv) <= tol);
+          CHECK(arq::test::normwise_rel_err(fl.out, ref.out) <= tol);
+          CHECK(arq::test::normwise_rel_err(fl.dq, ref.dq) <= tol);
+          CHECK(arq::test::normwise_rel_err(fl.dk, ref.dk) <= tol);
+          CHECK(arq::test::normwise_rel_err(fl.dv, ref.dv) <= tol);
           ++cases;
         }
   CHECK(cases > 80);

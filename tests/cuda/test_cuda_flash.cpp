@@ -18,6 +18,7 @@
 #include "autograd/attention.h"
 #include "autograd/autograd.h"
 #include "engine/flash_attention.h"
+#include "tests/attention_test_util.h"
 #include "models/causal_lm.h"
 #include "models/family.h"
 #include "models/random_model.h"
@@ -25,30 +26,6 @@
 
 using namespace arq;
 using namespace arq::cudatest;
-
-namespace {
-
-// ‖a − b‖ / max(‖b‖, 0.01·√n): the floor is for results that are exactly 0 in exact arithmetic
-// (one visible key: P = 1, so dS = dO·v − dO·O = 0 and dQ = dK = 0 up to the kernels' rounding;
-// elements here are O(0.1..1) otherwise).
-double rel_err(const Tensor& a, const Tensor& b) {
-  const std::vector<double> x = to_vector(a.to(Device::cpu())), y = to_vector(b.to(Device::cpu()));
-  REQUIRE(x.size() == y.size());
-  double num = 0, den = 0;
-  for (size_t i = 0; i < x.size(); ++i) {
-    if (!std::isfinite(x[i])) return INFINITY;
-    num += (x[i] - y[i]) * (x[i] - y[i]);
-    den += y[i] * y[i];
-  }
-  return std::sqrt(num / std::max(den, 1e-4 * double(x.size())));
-}
-
-// [b, h, n, hd] values stored sequence-major ([b, n, h, hd] memory), as the projections make them.
-Tensor seq_major(int64_t b, int64_t h, int64_t n, int64_t hd, uint64_t seed, DType dt) {
-  return rand_normal({b, n, h, hd}, seed, 0, 1, dt).permute({0, 2, 1, 3});
-}
-
-}  // namespace
 
 TEST_CASE("cuda op flash attention: O, lse and the gradients match the CPU reference kernels") {
   const Device dev = device_under_test();
@@ -67,8 +44,8 @@ TEST_CASE("cuda op flash attention: O, lse and the gradients match the CPU refer
             const FlashAttentionParams p{.scaling = 1.0 / std::sqrt(double(hd)), .causal = kind > 0,
                                          .window = kind == 2 ? 37 : 0};
             const uint64_t seed = uint64_t(100 * hd + 10 * g + kind) + uint64_t(sh.s);
-            const Tensor q = seq_major(sh.b, nh, sh.s, hd, seed, dt);
-            const Tensor k = seq_major(sh.b, nkv, skv, hd, seed + 1, dt);
+            const Tensor q = test::seq_major_normal(sh.b, nh, sh.s, hd, seed, dt);
+            const Tensor k = test::seq_major_normal(sh.b, nkv, skv, hd, seed + 1, dt);
             const Tensor v = rand_normal({sh.b, nkv, skv, hd}, seed + 2, 0, 1, dt);
             const Tensor dout = rand_normal({sh.b, nh, sh.s, hd}, seed + 3, 0, 1, dt);
             const FlashForward rf = flash_attention_forward(q, k, v, p);
@@ -79,8 +56,9 @@ TEST_CASE("cuda op flash attention: O, lse and the gradients match the CPU refer
             // gradients used the reference's O — within O's tolerance of each other.
             const FlashGrads gr = flash_attention_backward(qd, kd, vd, f.o, f.lse, dd, p);
             const double e16 = dt == DType::bf16 ? 0x1p-9 : 0x1p-12;
-            const double e_o = rel_err(f.o, rf.o), e_l = rel_err(f.lse, rf.lse), e_q = rel_err(gr.dq, rg.dq),
-                         e_k = rel_err(gr.dk, rg.dk), e_v = rel_err(gr.dv, rg.dv);
+            const auto err = [](const Tensor& a, const Tensor& b) { return test::normwise_rel_err(a, b, 0.01); };
+            const double e_o = err(f.o, rf.o), e_l = err(f.lse, rf.lse), e_q = err(gr.dq, rg.dq), e_k = err(gr.dk, rg.dk),
+                         e_v = err(gr.dv, rg.dv);
             const bool ok = e_o <= 4 * e16 && e_l <= 1e-5 && e_q <= 8 * e16 && e_k <= 8 * e16 && e_v <= 8 * e16;
             const std::string ctx = cat(dtype_name(dt), " hd", hd, " g", g, " ",
                                         kind == 0 ? "full" : kind == 1 ? "causal" : "window37", " b", sh.b, " s", sh.s,
@@ -104,9 +82,9 @@ TEST_CASE("cuda op flash attention: O, lse and the gradients match the CPU refer
 TEST_CASE("cuda op flash attention: attention_core takes the flash path on CUDA and agrees with its chunked path") {
   const Device dev = device_under_test();
   const int64_t b = 2, nkv = 2, nh = 8, s = 200, hd = 128;
-  const Tensor q = seq_major(b, nh, s, hd, 51, DType::bf16).to(dev);
-  const Tensor k = seq_major(b, nkv, s, hd, 52, DType::bf16).to(dev);
-  const Tensor v = seq_major(b, nkv, s, hd, 53, DType::bf16).to(dev);
+  const Tensor q = test::seq_major_normal(b, nh, s, hd, 51, DType::bf16).to(dev);
+  const Tensor k = test::seq_major_normal(b, nkv, s, hd, 52, DType::bf16).to(dev);
+  const Tensor v = test::seq_major_normal(b, nkv, s, hd, 53, DType::bf16).to(dev);
   const Tensor w = rand_normal({b, nh, s, hd}, 54, 0, 1, DType::bf16).to(dev);
   ag::AttentionOptions o{.scaling = 1 / std::sqrt(double(hd)), .causal = true};
   CHECK(ag::attention_flash_applies(ag::Var(q), ag::Var(k), ag::Var(v), o) == dev.is_cuda());
@@ -123,7 +101,7 @@ TEST_CASE("cuda op flash attention: attention_core takes the flash path on CUDA 
     INFO(names[i]);
     CHECK(fl[i].shape() == ch[i].shape());
     // both paths round P (and dS) to bf16, at different points: 2·8·2^-9 normwise
-    CHECK(rel_err(fl[i], ch[i]) <= 16 * 0x1p-9);
+    CHECK(test::normwise_rel_err(fl[i], ch[i], 0.01) <= 16 * 0x1p-9);
   }
 }
 
@@ -150,7 +128,7 @@ TEST_CASE("cuda op flash attention: a Mistral-style block (window 5, head_dim 64
     return std::vector<Tensor>{y.value(), x.grad()};
   };
   const std::vector<Tensor> cpu = run(Device::cpu()), got = run(dev);
-  const double e_y = rel_err(got[0], cpu[0]), e_g = rel_err(got[1], cpu[1]);
+  const double e_y = test::normwise_rel_err(got[0], cpu[0], 0.01), e_g = test::normwise_rel_err(got[1], cpu[1], 0.01);
   MESSAGE(cat("mistral-style block on ", dev.str(), ": rel err output ", e_y, ", input gradient ", e_g));
   CHECK(e_y <= 5e-3);   // H100: 5.6e-4
   CHECK(e_g <= 5e-3);   // H100: 4.8e-4

@@ -263,13 +263,7 @@ TEST_CASE("cuda quant: the pipeline with low_gpu_mem_usage gives the resident ru
   CHECK(res.cache_device == dev);
   CHECK(low.cache_device == Device::cpu());
   CHECK(res.cache_bytes == low.cache_bytes);
-  REQUIRE(res.quantized.size() == low.quantized.size());
-  for (const auto& [name, q] : res.quantized) {
-    INFO(name);
-    CHECK(to_vector(q.codes) == to_vector(low.quantized.at(name).codes));
-    CHECK(to_vector(q.scales) == to_vector(low.quantized.at(name).scales));
-  }
-  for (size_t b = 0; b < res.blocks.size(); ++b) CHECK(res.blocks[b].loss_best == low.blocks[b].loss_best);
+  check_same_quantization(res, low);
   MESSAGE(cat("low_gpu_mem_usage: device peak ", peak_low, " B vs resident ", peak_res, " B; caches ", res.cache_bytes,
               " B; pinned host bytes ", cuda::pinned_host_bytes()));
   if (dev.is_cuda()) {

@@ -3,6 +3,8 @@
 // of a model as a SignRound block function (BlockRunner).
 #pragma once
 
+#include <doctest/doctest.h>
+
 #include <cstdint>
 
 #include <map>
@@ -11,6 +13,7 @@
 #include "engine/ops.h"
 #include "models/causal_lm.h"
 #include "models/family.h"
+#include "quant/pipeline.h"
 #include "quant/signround.h"
 
 namespace arq::quant_test {
@@ -58,5 +61,17 @@ struct BlockRunner {
     return out;
   }
 };
+
+// Two pipeline runs that must freeze the same layers (resident vs streamed caches, ...): the
+// same codes and scales per layer and the same best loss per block.
+inline void check_same_quantization(const quant::PipelineResult& a, const quant::PipelineResult& b) {
+  REQUIRE(a.quantized.size() == b.quantized.size());
+  for (const auto& [name, q] : a.quantized) {
+    INFO(name);
+    CHECK(to_vector(q.codes) == to_vector(b.quantized.at(name).codes));
+    CHECK(to_vector(q.scales) == to_vector(b.quantized.at(name).scales));
+  }
+  for (size_t i = 0; i < a.blocks.size(); ++i) CHECK(a.blocks[i].loss_best == b.blocks[i].loss_best);
+}
 
 }  // namespace arq::quant_test

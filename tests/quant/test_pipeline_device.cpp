@@ -101,13 +101,7 @@ TEST_CASE("pipeline: low_gpu_mem_usage on the CPU is accepted and changes nothin
     CHECK(a.cache_device == Device::cpu());
     CHECK(b.cache_device == Device::cpu());
     CHECK(a.cache_bytes == b.cache_bytes);
-    REQUIRE(a.quantized.size() == b.quantized.size());
-    for (const auto& [name, q] : a.quantized) {
-      INFO(name);
-      CHECK(to_vector(q.codes) == to_vector(b.quantized.at(name).codes));
-      CHECK(to_vector(q.scales) == to_vector(b.quantized.at(name).scales));
-    }
-    for (size_t i = 0; i < a.blocks.size(); ++i) CHECK(a.blocks[i].loss_best == b.blocks[i].loss_best);
+    check_same_quantization(a, b);
   }
 }
 
