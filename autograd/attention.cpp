@@ -75,17 +75,6 @@ Tensor structure_masked(const AttentionOptions& o, const Dims& d, int64_t r0, in
   return m;
 }
 
-// ARQ_ATTENTION_ROWS=chain: the engine-op chain instead of the fused row kernels.
-bool env_rows_chain() {
-  const char* e = std::getenv("ARQ_ATTENTION_ROWS");
-  return e && std::string(e) == "chain";
-}
-
-int64_t env_chunk_rows() {
-  const char* e = std::getenv("ARQ_ATTENTION_CHUNK_ROWS");
-  if (!e || !*e) return 0;
-  return std::max<int64_t>(0, std::strtoll(e, nullptr, 10));
-}
 
 // The chunks, their key ranges and the fully masked ("dead") rows.
 struct Plan {
@@ -198,7 +187,7 @@ struct Ctx {
 
 Ctx make_ctx(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt) {
   Ctx c{check_dims(q, k, v, opt, "attention_core"), opt, q.dtype(), soft_dtype(q.dtype()), q.device(),
-        {}, {}, {}, {}, {}, {}, {}, opt.fused_rows && !env_rows_chain()};
+        {}, {}, {}, {}, {}, {}, {}, opt.fused_rows && !attention_env().rows_chain};
   const Dims& d = c.d;
   c.o.mask = Tensor();
   // [b, nh, s, hd] -> [b, nkv, g, s, hd] (a split: always a view) -> [b, nkv, s, g, hd], scaled in
@@ -252,7 +241,7 @@ void accumulate(Tensor& acc, const Chunk& c, const Tensor& part, DType soft) {
 
 int64_t attention_chunk_rows(const AttentionOptions& opt, int64_t batch, int64_t n_head, int64_t q_len, int64_t kv_len,
                              DType dtype) {
-  int64_t rows = opt.chunk_rows > 0 ? opt.chunk_rows : env_chunk_rows();
+  int64_t rows = opt.chunk_rows > 0 ? opt.chunk_rows : attention_env().chunk_rows;
   if (rows <= 0) {
     const size_t row_bytes = static_cast<size_t>(std::max<int64_t>(1, batch * n_head * kv_len)) *
                              dtype_size(soft_dtype(dtype));
@@ -275,10 +264,25 @@ int64_t attention_score_elements(const Tensor& q, const Tensor& k, const Attenti
   return n * d.b * d.nh;
 }
 
+const AttentionEnv& attention_env() {
+  static const AttentionEnv env = [] {
+    AttentionEnv a;
+    const char* e = std::getenv("ARQ_ATTENTION");
+    a.composed = e && std::string(e) == "composed";
+    a.chunked = e && std::string(e) == "chunked";
+    const char* c = std::getenv("ARQ_ATTENTION_CHUNK_ROWS");
+    a.chunk_rows_set = c != nullptr;
+    if (c && *c) a.chunk_rows = std::max<int64_t>(0, std::strtoll(c, nullptr, 10));
+    const char* r = std::getenv("ARQ_ATTENTION_ROWS");
+    a.rows_chain = r && std::string(r) == "chain";
+    return a;
+  }();
+  return env;
+}
+
 bool attention_flash_applies(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt) {
   if (!opt.flash || opt.mask.defined() || !q.defined() || q.device().is_cpu()) return false;
-  const char* e = std::getenv("ARQ_ATTENTION");
-  if (e && (std::string(e) == "chunked" || std::string(e) == "composed")) return false;
+  if (attention_env().chunked || attention_env().composed) return false;
   return flash_attention_supported(q.value(), k.value(), v.value());
 }
 

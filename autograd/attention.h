@@ -63,6 +63,20 @@ struct AttentionOptions {
 // [b, s, nh·hd] is free). Scores and softmax are in f32 (f64 for f64 inputs).
 Var attention_core(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt);
 
+// The environment's attention switches for A/B runs of whole models, read once per process:
+//   ARQ_ATTENTION=composed / =chunked   one path everywhere (either one also keeps the flash
+//                                       kernels off; models/blocks/attention.cpp obeys it);
+//   ARQ_ATTENTION_CHUNK_ROWS=N          attention_core's chunk rows (set at all: the models take
+//                                       the chunked path, as with =chunked);
+//   ARQ_ATTENTION_ROWS=chain            the engine-op chain instead of the fused row kernels.
+struct AttentionEnv {
+  bool composed = false, chunked = false;
+  bool chunk_rows_set = false;
+  int64_t chunk_rows = 0;   // 0: unset or not a positive number
+  bool rows_chain = false;
+};
+const AttentionEnv& attention_env();
+
 // Whether attention_core takes the flash path for these inputs (see AttentionOptions::flash).
 bool attention_flash_applies(const Var& q, const Var& k, const Var& v, const AttentionOptions& opt);
 

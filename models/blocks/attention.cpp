@@ -1,6 +1,5 @@
 #include "models/blocks/attention.h"
 
-#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -28,10 +27,9 @@ constexpr double kChunkedFromScoreBytes = 32.0 * (1 << 20);
 // ARQ_ATTENTION=composed / =chunked: that path everywhere (A/B runs of whole models); the
 // chunked one also when ARQ_ATTENTION_CHUNK_ROWS forces a chunk size; else by the score bytes.
 bool use_composed_attention(int64_t b, int64_t nh, int64_t s, int64_t skv) {
-  const char* e = std::getenv("ARQ_ATTENTION");
-  if (e && std::string(e) == "composed") return true;
-  if (e && std::string(e) == "chunked") return false;
-  if (std::getenv("ARQ_ATTENTION_CHUNK_ROWS")) return false;
+  const ag::AttentionEnv& env = ag::attention_env();
+  if (env.composed) return true;
+  if (env.chunked || env.chunk_rows_set) return false;
   return 4.0 * static_cast<double>(b) * static_cast<double>(nh) * static_cast<double>(s) * static_cast<double>(skv) <
          kChunkedFromScoreBytes;
 }
